@@ -1,0 +1,206 @@
+"""Configuration of one distillation run: data, teacher, student, losses, training.
+
+Plain pydantic models, kept apart from the code that uses them (TextBrewer's habit):
+the search layer samples values into these, the CLI reads them from YAML or JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class DataConfig(_Strict):
+    """Where the examples come from and how they are split.
+
+    ``source`` is one of ``builtin:rotten_tomatoes``, ``builtin:vader_tweets``,
+    ``csv:PATH``, ``jsonl:PATH`` or ``hub:DATASET_ID`` (network only).
+    """
+
+    source: str = "builtin:rotten_tomatoes"
+    text_field: str = "text"
+    label_field: str = "label"
+    # Hub datasets: which split to read (validation is carved from it by eval_fraction).
+    hub_split: str = "train"
+    # builtin:vader_tweets: mean rating > threshold is positive, < -threshold negative,
+    # the band in between (neutral) is dropped.
+    vader_threshold: float = Field(default=0.5, ge=0.0, le=4.0)
+    eval_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    max_train: int | None = Field(default=2000, ge=2)
+    max_eval: int | None = Field(default=500, ge=2)
+    max_length: int = Field(default=64, ge=8, le=512)
+    seed: int = 0
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        scheme = v.split(":", 1)[0]
+        if ":" not in v or scheme not in {"builtin", "csv", "jsonl", "hub"}:
+            raise ValueError(
+                f"unknown data source {v!r}: use builtin:rotten_tomatoes, builtin:vader_tweets, "
+                "csv:PATH, jsonl:PATH or hub:DATASET_ID"
+            )
+        return v
+
+
+class FinetuneRecipe(_Strict):
+    """How a teacher is fine-tuned from a backbone (part of its cache key)."""
+
+    epochs: float = Field(default=2.0, gt=0)
+    lr: float = Field(default=5e-5, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    seed: int = 0
+
+
+class TeacherConfig(_Strict):
+    """The teacher: a fine-tuned classifier, or a backbone fine-tuned here (cached).
+
+    ``model`` is ``builtin:minilm-l6``, a local folder, or a hub id (network only).
+    ``finetune: true`` trains a classification head (and the body) on the dataset first.
+    """
+
+    model: str = "builtin:minilm-l6"
+    finetune: bool = True
+    recipe: FinetuneRecipe = Field(default_factory=FinetuneRecipe)
+
+
+class StudentConfig(_Strict):
+    """The student.
+
+    - ``truncate``: a copy of the teacher keeping ``keep_layers`` (teacher layers numbered
+      1..N, as in the layer mapping; 0 is the embeddings), or ``num_layers`` layers picked
+      by the layer mapping, so student layer m starts from the teacher layer it is
+      distilled from.
+    - ``pretrained``: a checkpoint folder or hub id in ``path``.
+    - ``fresh``: a new TinyBERT-like BERT with the given shape (embeddings copied from the
+      teacher when the hidden sizes agree, random otherwise).
+    """
+
+    kind: Literal["truncate", "pretrained", "fresh"] = "truncate"
+    num_layers: int = Field(default=2, ge=1, le=48)
+    keep_layers: list[int] | None = None
+    path: str | None = None
+    hidden_size: int = Field(default=312, ge=8)
+    num_heads: int = Field(default=12, ge=1)
+    intermediate_size: int = Field(default=1200, ge=8)
+
+    @model_validator(mode="after")
+    def _check(self) -> StudentConfig:
+        if self.kind == "pretrained" and not self.path:
+            raise ValueError("student.path is required when student.kind is 'pretrained'")
+        if self.kind == "fresh" and self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"student.hidden_size ({self.hidden_size}) must be divisible by "
+                f"student.num_heads ({self.num_heads})"
+            )
+        if self.keep_layers is not None:
+            if not self.keep_layers:
+                raise ValueError("student.keep_layers must not be empty")
+            if sorted(set(self.keep_layers)) != self.keep_layers or self.keep_layers[0] < 1:
+                raise ValueError(
+                    "student.keep_layers must be strictly increasing teacher layer numbers "
+                    "from 1, e.g. [2, 4, 6]"
+                )
+            self.num_layers = len(self.keep_layers)
+        return self
+
+
+class StageConfig(_Strict):
+    epochs: float = Field(default=3.0, gt=0)
+    lr: float = Field(default=1e-4, gt=0)
+
+
+class DistillConfig(_Strict):
+    """Losses and layer mapping.
+
+    Prediction loss: ``(1 - alpha) * soft_loss(T) + alpha * hard_ce``.
+    Intermediate loss: ``hidden_weight * hidden_mse + attention_weight * attention_mse
+    + embedding_weight * embedding_mse`` over the mapped layers.
+    In ``two_stage`` mode stage 1 trains only the intermediate loss and stage 2 only the
+    prediction loss (TinyBERT); intermediate weights default to 1 there and 0 in
+    ``one_stage``.
+    """
+
+    mode: Literal["one_stage", "two_stage"] = "one_stage"
+    temperature: float = Field(default=2.0, gt=0, le=100)
+    alpha: float = Field(default=0.5, ge=0, le=1)
+    soft_loss: str = "kl"
+    t2_scaling: bool = True
+    hidden_weight: float | None = Field(default=None, ge=0)
+    attention_weight: float | None = Field(default=None, ge=0)
+    embedding_weight: float | None = Field(default=None, ge=0)
+    layer_mapping: str | list[int] = "uniform"
+
+    @model_validator(mode="after")
+    def _mode_defaults(self) -> DistillConfig:
+        default = 1.0 if self.mode == "two_stage" else 0.0
+        if self.hidden_weight is None:
+            self.hidden_weight = default
+        if self.attention_weight is None:
+            self.attention_weight = default
+        if self.embedding_weight is None:
+            self.embedding_weight = default
+        if self.mode == "two_stage" and not (
+            self.hidden_weight or self.attention_weight or self.embedding_weight
+        ):
+            raise ValueError(
+                "distill.mode 'two_stage' needs an intermediate loss: set hidden_weight, "
+                "attention_weight or embedding_weight above 0"
+            )
+        return self
+
+    @property
+    def uses_intermediate(self) -> bool:
+        return bool(self.hidden_weight or self.attention_weight or self.embedding_weight)
+
+
+class TrainConfig(_Strict):
+    """Optimisation. ``epochs``/``lr`` apply to one-stage; ``stage1``/``stage2`` to two-stage."""
+
+    epochs: float = Field(default=3.0, gt=0)
+    lr: float = Field(default=1e-4, gt=0)
+    stage1: StageConfig = Field(default_factory=lambda: StageConfig(epochs=2.0, lr=1e-4))
+    stage2: StageConfig = Field(default_factory=lambda: StageConfig(epochs=3.0, lr=5e-5))
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    eval_batch_size: int = Field(default=128, ge=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    # Evaluate (and call the callback) every N optimiser steps; None = once per epoch.
+    eval_every_steps: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    # "auto" = CUDA when present, else CPU; or "cpu", "cuda", "cuda:1".
+    device: str = "auto"
+    bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v in {"auto", "cpu", "cuda"} or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"train.device {v!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+class MetricsConfig(_Strict):
+    reference_class: int = Field(default=0, ge=0)
+    ece_bins: int = Field(default=10, ge=2, le=1000)
+    ece_mode: Literal["top_label", "all_classes"] = "top_label"
+    latency_batches: int = Field(default=3, ge=1)
+
+
+class RunConfig(_Strict):
+    """Everything one distillation run needs."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)

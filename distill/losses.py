@@ -1,0 +1,167 @@
+"""Distillation losses, each registered by name (a config string picks them).
+
+Prediction-layer losses take ``(student_logits, teacher_logits, temperature, t2_scaling)``.
+Intermediate losses take student/teacher tensors and a token mask; padded positions never
+contribute. Adding a loss means writing one function and decorating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+
+SoftLoss = Callable[[torch.Tensor, torch.Tensor, float, bool], torch.Tensor]
+_SOFT: dict[str, SoftLoss] = {}
+
+
+def register_soft_loss(name: str) -> Callable[[SoftLoss], SoftLoss]:
+    def deco(fn: SoftLoss) -> SoftLoss:
+        _SOFT[name] = fn
+        return fn
+
+    return deco
+
+
+def available_soft_losses() -> list[str]:
+    return sorted(_SOFT)
+
+
+def get_soft_loss(name: str) -> SoftLoss:
+    try:
+        return _SOFT[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown distill.soft_loss {name!r}: use one of {', '.join(available_soft_losses())}"
+        ) from None
+
+
+@register_soft_loss("soft_ce")
+def soft_cross_entropy(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    t2_scaling: bool = True,
+) -> torch.Tensor:
+    """Cross-entropy of the student against the teacher's softened distribution (TinyBERT)."""
+    t = temperature
+    target = F.softmax(teacher_logits.float() / t, dim=-1)
+    loss = -(target * F.log_softmax(student_logits.float() / t, dim=-1)).sum(-1).mean()
+    return loss * (t * t) if t2_scaling else loss
+
+
+@register_soft_loss("kl")
+def kl_divergence(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    t2_scaling: bool = True,
+) -> torch.Tensor:
+    """KL(teacher_T || student_T), batch mean (Hinton et al.); equals soft_ce minus H(teacher)."""
+    t = temperature
+    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    loss = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+    return loss * (t * t) if t2_scaling else loss
+
+
+def hard_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Ordinary cross-entropy on the true labels."""
+    return F.cross_entropy(student_logits.float(), labels)
+
+
+def prediction_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    soft_loss: str,
+    temperature: float,
+    alpha: float,
+    t2_scaling: bool,
+) -> torch.Tensor:
+    """``(1 - alpha) * soft + alpha * hard``; alpha = 0 is pure distillation."""
+    soft_fn = get_soft_loss(soft_loss)
+    total = student_logits.new_zeros((), dtype=torch.float32)
+    if alpha < 1.0:
+        total = total + (1.0 - alpha) * soft_fn(
+            student_logits, teacher_logits, temperature, t2_scaling
+        )
+    if alpha > 0.0:
+        total = total + alpha * hard_cross_entropy(student_logits, labels)
+    return total
+
+
+# ---------------------------------------------------------------- intermediate losses
+
+
+def masked_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the positions where ``mask`` is true.
+
+    ``mask`` broadcasts against the inputs' leading dimensions; the mean is over the kept
+    elements, so padding changes neither the value nor the gradient scale.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"shape mismatch: student {tuple(student.shape)} vs {tuple(teacher.shape)}"
+        )
+    while mask.dim() < student.dim():
+        mask = mask.unsqueeze(-1)
+    weight = mask.to(student.dtype).expand_as(student)
+    denom = weight.sum().clamp_min(1.0)
+    diff = (student.float() - teacher.float()) ** 2
+    return (diff * weight.float()).sum() / denom.float()
+
+
+def hidden_mse(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    attention_mask: torch.Tensor,
+    projection: torch.nn.Module | None = None,
+) -> torch.Tensor:
+    """MSE between ``projection(student_hidden)`` and the teacher's hidden states.
+
+    Shapes (batch, seq, width); padded tokens (attention_mask 0) are excluded.
+    """
+    projected = projection(student_hidden) if projection is not None else student_hidden
+    return masked_mse(projected, teacher_hidden, attention_mask.bool())
+
+
+def embedding_mse(
+    student_embeddings: torch.Tensor,
+    teacher_embeddings: torch.Tensor,
+    attention_mask: torch.Tensor,
+    projection: torch.nn.Module | None = None,
+) -> torch.Tensor:
+    """MSE of the embedding-layer outputs (hidden state 0), through the same projection."""
+    return hidden_mse(student_embeddings, teacher_embeddings, attention_mask, projection)
+
+
+def attention_mse(
+    student_scores: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """MSE of pre-softmax attention scores (batch, heads, query, key), TinyBERT style.
+
+    Pairs where the query or the key is padding are excluded (their scores are
+    meaningless). When head counts differ, each side is averaged over its heads first.
+    """
+    if student_scores.shape[1] != teacher_scores.shape[1]:
+        student_scores = student_scores.mean(dim=1, keepdim=True)
+        teacher_scores = teacher_scores.mean(dim=1, keepdim=True)
+    valid = attention_mask.bool()
+    pair = valid[:, None, :, None] & valid[:, None, None, :]  # (B, 1, Lq, Lk)
+    pair = pair.expand(-1, student_scores.shape[1], -1, -1)
+    return masked_mse(student_scores, teacher_scores, pair)
+
+
+IntermediateLoss = Callable[..., torch.Tensor]
+INTERMEDIATE_LOSSES: dict[str, IntermediateLoss] = {
+    "hidden_mse": hidden_mse,
+    "attention_mse": attention_mse,
+    "embedding_mse": embedding_mse,
+}

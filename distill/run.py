@@ -1,0 +1,149 @@
+"""One distillation run: config in, student and the full metric set out."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import PreTrainedModel
+
+from .checkpoint import save_student
+from .config import RunConfig
+from .context import RunContext, prepare_context
+from .device import deterministic, seed_everything
+from .evaluate import measure_latency_ms
+from .mapping import resolve_mapping
+from .metrics import softmax
+from .plots import confidence_scatter, reliability_diagram
+from .student import build_student
+from .train import Distiller, EvalCallback, EvalEvent, ProgressFn
+
+
+@dataclass
+class DistillResult:
+    metrics: dict[str, Any]
+    history: list[EvalEvent]
+    student: PreTrainedModel
+    student_info: dict[str, Any]
+    ctx: RunContext
+    eval_student_logits: np.ndarray
+    seconds: float
+    steps: int
+    examples_seen: int
+    layer_mapping: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready record of the run (what ``metrics.json`` holds)."""
+        return {
+            "metrics": self.metrics,
+            "student": self.student_info,
+            "layer_mapping": self.layer_mapping,
+            "teacher": {"fingerprint": self.ctx.teacher.fingerprint, **self.ctx.teacher.info},
+            "data": {
+                "source": self.ctx.splits.source,
+                "labels": self.ctx.splits.label_names,
+                "n_train": len(self.ctx.splits.train),
+                "n_eval": len(self.ctx.splits.eval),
+            },
+            "history": [asdict(e) for e in self.history],
+            "seconds": round(self.seconds, 3),
+            "steps": self.steps,
+            "examples_per_second": round(self.examples_seen / max(self.seconds, 1e-9), 3),
+        }
+
+
+def run_distillation(
+    cfg: RunConfig,
+    *,
+    ctx: RunContext | None = None,
+    callback: EvalCallback | None = None,
+    progress: ProgressFn | None = None,
+) -> DistillResult:
+    """Distill one student. Pass ``ctx`` to reuse a study's prepared data and teacher."""
+    ctx = ctx or prepare_context(cfg)
+    started = time.perf_counter()
+    with deterministic(ctx.device):
+        seed_everything(cfg.train.seed)
+        teacher_layers = ctx.teacher.num_layers
+        student, info = build_student(
+            cfg.student, ctx.teacher, ctx.splits, cfg.distill.layer_mapping, cfg.train.seed
+        )
+        mapping = resolve_mapping(
+            cfg.distill.layer_mapping, int(student.config.num_hidden_layers), teacher_layers
+        )
+        distiller = Distiller(ctx, student, cfg, mapping)
+        trained = distiller.fit(callback, progress)
+    seconds = time.perf_counter() - started
+    metrics = dict(trained.history[-1].metrics)
+    metrics["params"] = info["params"]
+    metrics["latency_ms"] = round(
+        measure_latency_ms(
+            student,
+            ctx.eval,
+            cfg.train.eval_batch_size,
+            ctx.pad_id,
+            ctx.device,
+            cfg.metrics.latency_batches,
+            ctx.bf16,
+        ),
+        4,
+    )
+    return DistillResult(
+        metrics=metrics,
+        history=trained.history,
+        student=student,
+        student_info=info,
+        ctx=ctx,
+        eval_student_logits=distiller.last_eval_logits.numpy(),
+        seconds=seconds,
+        steps=trained.steps,
+        examples_seen=trained.examples_seen,
+        layer_mapping=mapping,
+    )
+
+
+def write_plots(result: DistillResult, out_dir: Path, cfg: RunConfig) -> dict[str, Path]:
+    t_probs = softmax(result.ctx.teacher_outputs.eval_logits.numpy())
+    s_probs = softmax(result.eval_student_logits)
+    labels = result.ctx.eval.labels.numpy()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "reliability": reliability_diagram(
+            t_probs,
+            s_probs,
+            labels,
+            out_dir / "reliability.png",
+            n_bins=cfg.metrics.ece_bins,
+            mode=cfg.metrics.ece_mode,
+        ),
+        "confidence_scatter": confidence_scatter(
+            t_probs,
+            s_probs,
+            labels,
+            out_dir / "confidence_scatter.png",
+            reference_class=cfg.metrics.reference_class,
+        ),
+    }
+
+
+def write_outputs(result: DistillResult, cfg: RunConfig, out_dir: str | Path) -> dict[str, Path]:
+    """``metrics.json``, ``checkpoint/`` (HF folder) and ``plots/*.png`` under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = save_student(
+        result.student,
+        result.ctx.teacher.tokenizer,
+        out / "checkpoint",
+        result.ctx.splits.label_names,
+        extra={"metrics": result.metrics, "config": cfg.model_dump(mode="json")},
+    )
+    plots = write_plots(result, out / "plots", cfg)
+    summary = result.summary()
+    summary["config"] = cfg.model_dump(mode="json")
+    metrics_path = out / "metrics.json"
+    metrics_path.write_text(json.dumps(summary, indent=2, allow_nan=False))
+    return {"metrics": metrics_path, "checkpoint": ckpt, **plots}

@@ -1,0 +1,51 @@
+"""The ``kdsearch`` command line. Errors print one line, without a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from distill.errors import KDSearchError
+
+from . import cli_distill
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kdsearch",
+        description="Knowledge-distillation search guided by confidence preservation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_distill.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KDSearchError as exc:
+        print(f"kdsearch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+def print_json(obj: object, path: Path | None = None) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True)
+    if path is None:
+        print(text)
+    else:
+        path.write_text(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
