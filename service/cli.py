@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distill.errors import KDSearchError
 
-from . import cli_distill
+from . import cli_distill, cli_search
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -21,12 +21,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_distill.register(sub)
+    cli_search.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("optuna", "sqlalchemy", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("OPTUNA_VERBOSITY", "WARNING")
     parser = _build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler

@@ -1,0 +1,152 @@
+"""Trial artifacts (plots, student checkpoints) through ``optuna.artifacts``.
+
+The store is a ``FileSystemArtifactStore`` in a directory by default; ``s3://bucket/prefix``
+selects Optuna's Boto3 store. Checkpoints travel as ``.tar.gz`` archives of the Hugging
+Face folder. The keep policy deletes checkpoints that leave the Pareto front (or the top
+k), so disk use stays bounded however many trials run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import Engine
+
+from . import registry
+from .leaderboard import pareto_front, recommended_trial
+from .pruning import dominates
+from .spec import KeepPolicy
+
+CHECKPOINT = "checkpoint.tar.gz"
+
+
+def make_artifact_store(location: str) -> Any:
+    if location.startswith("s3://"):
+        from optuna.artifacts import Boto3ArtifactStore
+
+        bucket, _, _prefix = location[len("s3://") :].partition("/")
+        return Boto3ArtifactStore(bucket)
+    path = Path(location).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def archive_folder(folder: Path, out: Path) -> Path:
+    """A ``.tar.gz`` whose members sit under ``checkpoint/`` (no absolute paths)."""
+    with tarfile.open(out, "w:gz") as tar:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                tar.add(f, arcname=str(Path("checkpoint") / f.relative_to(folder)))
+    return out
+
+
+def upload(
+    store: Any, engine: Engine, trial: optuna.Trial, path: Path, kind: str, name: str
+) -> str:
+    artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+    registry.record_artifact(
+        engine,
+        trial.study.study_name,
+        trial.number,
+        kind,
+        name,
+        artifact_id,
+        sha256_file(path),
+        path.stat().st_size,
+    )
+    trial.set_user_attr(f"artifact:{name}", artifact_id)
+    return artifact_id
+
+
+def upload_trial_outputs(
+    store: Any, engine: Engine, trial: optuna.Trial, checkpoint_dir: Path, plots: dict[str, Path]
+) -> None:
+    for name, path in plots.items():
+        upload(store, engine, trial, path, "plot", f"{name}.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = archive_folder(checkpoint_dir, Path(tmp) / CHECKPOINT)
+        upload(store, engine, trial, archive, "checkpoint", CHECKPOINT)
+
+
+def trials_to_keep(
+    trials: Sequence[FrozenTrial], directions: Sequence[Any], policy: KeepPolicy
+) -> set[int]:
+    """Trial numbers whose checkpoints stay: the front (or top k) plus the recommended one."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    keep: set[int] = set()
+    best = recommended_trial(complete)
+    if best is not None:
+        keep.add(best.number)
+    if policy.policy == "pareto":
+        front = pareto_front(complete, directions)
+        if not front:  # nothing feasible yet: keep the unconstrained front to choose from
+            front = unconstrained_front(complete, directions)
+        keep |= {t.number for t in front}
+    else:
+        keep |= {t.number for t in ranked(complete)[: policy.k]}
+    return keep
+
+
+def unconstrained_front(
+    trials: Sequence[FrozenTrial], directions: Sequence[Any]
+) -> list[FrozenTrial]:
+    with_values = [t for t in trials if t.values is not None]
+    return [
+        t
+        for t in with_values
+        if not any(dominates(o.values, t.values, directions) for o in with_values if o is not t)
+    ]
+
+
+def ranked(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The recommended rule as an order: feasible first, accuracy down, conf_sigma up."""
+    from .leaderboard import is_feasible
+
+    def key(t: FrozenTrial) -> tuple[int, float, float, int]:
+        acc = t.user_attrs.get("metric:accuracy")
+        sigma = t.user_attrs.get("metric:conf_sigma")
+        return (
+            0 if is_feasible(t) else 1,
+            -(acc if acc is not None else -1.0),
+            sigma if sigma is not None else float("inf"),
+            t.number,
+        )
+
+    return sorted(trials, key=key)
+
+
+def apply_keep_policy(
+    store: Any, engine: Engine, study: optuna.Study, policy: KeepPolicy
+) -> list[int]:
+    """Delete checkpoints outside the keep set; returns the trial numbers pruned of them."""
+    trials = study.get_trials(deepcopy=False)
+    keep = trials_to_keep(trials, study.directions, policy)
+    finished = {t.number for t in trials if t.state.is_finished()}
+    doomed = [
+        a
+        for a in registry.list_artifacts(engine, study.study_name, kind="checkpoint")
+        if a["trial_number"] in finished and a["trial_number"] not in keep
+    ]
+    for a in doomed:
+        # already gone (another worker, or by hand): still mark it
+        with contextlib.suppress(Exception):
+            store.remove(a["artifact_id"])
+    registry.mark_deleted(engine, [a["id"] for a in doomed])
+    return sorted(a["trial_number"] for a in doomed)

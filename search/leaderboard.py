@@ -1,0 +1,193 @@
+"""Best trials and the leaderboard of a study.
+
+Pareto front: the COMPLETE trials that no other COMPLETE trial dominates on the study's
+objectives. When any trial of the study carries constraints, only feasible trials (every
+constraint value <= 0) take part. This is exactly Optuna's ``study.best_trials``.
+
+Recommended trial — THE RULE:
+
+1. Candidates are the COMPLETE trials that meet the constraints (every constraint value set
+   with ``trial.set_constraint`` is <= 0; a trial without constraints meets them).
+2. The candidate with the highest ``metric:accuracy`` user attribute wins.
+3. Ties (equal accuracy) go to the lower ``metric:conf_sigma``; a missing (None) or NaN
+   conf_sigma ranks after any number.
+4. Remaining ties go to the lower trial number.
+5. A candidate with a missing (None) or NaN accuracy ranks after every candidate with one.
+6. No candidate: no recommendation (None).
+
+Metrics are the trial user attributes named ``metric:<name>`` (``metric:accuracy``,
+``metric:conf_sigma``, ...); a metric value may be None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from .pruning import _loss
+
+__all__ = [
+    "METRIC_PREFIX",
+    "is_feasible",
+    "leaderboard",
+    "pareto_front",
+    "recommended_trial",
+    "trial_metrics",
+    "trial_row",
+]
+
+METRIC_PREFIX = "metric:"
+_BUILTIN_SORT_KEYS = ("number", "duration_s")
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """True when every constraint value is <= 0 (a trial without constraints is feasible)."""
+    return all(v <= 0.0 for v in trial.constraints.values())
+
+
+def pareto_front(
+    trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
+) -> list[FrozenTrial]:
+    """COMPLETE, non-dominated trials, in input order; feasible only if any has constraints.
+
+    Trials with equal objective vectors are all kept (neither dominates the other), as in
+    ``study.best_trials``.
+    """
+    constrained = any(len(t.constraints) > 0 for t in trials)
+    pool = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and (not constrained or is_feasible(t))
+    ]
+    losses: list[tuple[float, ...]] = []
+    for t in pool:
+        if len(t.values) != len(directions):
+            raise ValueError(
+                f"trial {t.number} has {len(t.values)} values but there are "
+                f"{len(directions)} objectives"
+            )
+        losses.append(tuple(_loss(v, d) for v, d in zip(t.values, directions, strict=True)))
+    # In lexicographic loss order a trial can only be dominated by an earlier one, and (by
+    # transitivity) then by an earlier front member: check against the front found so far.
+    order = sorted(range(len(pool)), key=lambda i: losses[i])
+    front: list[int] = []
+    for i in order:
+        if not any(_loss_dominates(losses[j], losses[i]) for j in front):
+            front.append(i)
+    on_front = set(front)
+    return [t for i, t in enumerate(pool) if i in on_front]
+
+
+def _loss_dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+
+def trial_metrics(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's ``metric:<name>`` user attributes, prefix stripped."""
+    return {
+        key[len(METRIC_PREFIX) :]: value
+        for key, value in trial.user_attrs.items()
+        if key.startswith(METRIC_PREFIX)
+    }
+
+
+def _number_or_none(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def recommended_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The recommended trial by THE RULE in this module's docstring, or None."""
+    candidates = [t for t in trials if t.state == TrialState.COMPLETE and is_feasible(t)]
+    if not candidates:
+        return None
+
+    def key(t: FrozenTrial) -> tuple[bool, float, bool, float, int]:
+        acc = _number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}accuracy"))
+        sigma = _number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}conf_sigma"))
+        return (
+            acc is None,
+            -acc if acc is not None else 0.0,
+            sigma is None,
+            sigma if sigma is not None else 0.0,
+            t.number,
+        )
+
+    return min(candidates, key=key)
+
+
+def trial_row(trial: FrozenTrial, pareto_numbers: set[int]) -> dict[str, Any]:
+    """One leaderboard row (JSON-able when the params and metrics are)."""
+    duration = trial.duration
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "params": dict(trial.params),
+        "metrics": trial_metrics(trial),
+        "values": list(trial.values) if trial.values is not None else None,
+        "pareto": trial.number in pareto_numbers,
+        "feasible": is_feasible(trial),
+        "duration_s": duration.total_seconds() if duration is not None else None,
+        "error": trial.user_attrs.get("error"),
+    }
+
+
+def _sort_value(row: dict[str, Any], sort: str) -> float | None:
+    value = row[sort] if sort in _BUILTIN_SORT_KEYS else row["metrics"].get(sort)
+    return _number_or_none(value)
+
+
+def leaderboard(
+    study: optuna.Study,
+    sort: str | None = None,
+    descending: bool = True,
+    states: set[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows for the study's trials (by trial number unless ``sort`` names a metric).
+
+    ``sort``: a metric name found in the trials (or in ``study.metric_names``), ``"number"``
+    or ``"duration_s"``; rows without a value for it come last in both orders, ties keep
+    trial-number order. ``states``: keep only trials in these state names (e.g.
+    ``{"COMPLETE", "FAIL"}``, case-insensitive).
+    """
+    trials = study.get_trials(deepcopy=False)
+    pareto_numbers = {t.number for t in pareto_front(trials, study.directions)}
+    rows = [trial_row(t, pareto_numbers) for t in sorted(trials, key=lambda t: t.number)]
+
+    if sort is not None:
+        metric_keys = {k for row in rows for k in row["metrics"]}
+        metric_keys.update(study.metric_names or [])
+        allowed = sorted(metric_keys) + list(_BUILTIN_SORT_KEYS)
+        if sort not in allowed:
+            raise ValueError(f"unknown sort key {sort!r}: use one of {', '.join(allowed)}")
+
+    if states is not None:
+        wanted = {s.upper() for s in states}
+        known = [s.name for s in TrialState]
+        unknown = sorted(wanted.difference(known))
+        if unknown:
+            raise ValueError(
+                f"unknown trial state(s) {', '.join(unknown)}: use any of {', '.join(known)}"
+            )
+        rows = [r for r in rows if r["state"] in wanted]
+
+    if sort is not None:
+        present = [r for r in rows if _sort_value(r, sort) is not None]
+        missing = [r for r in rows if _sort_value(r, sort) is None]
+        # sorted() is stable: equal values keep trial-number order in both directions.
+        sign = -1.0 if descending else 1.0
+        present.sort(key=lambda r: sign * (_sort_value(r, sort) or 0.0))
+        rows = present + missing
+    return rows

@@ -1,0 +1,153 @@
+"""One Optuna trial = one distillation run with sampled settings, scored and stored."""
+
+from __future__ import annotations
+
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from sqlalchemy.engine import Engine
+
+from distill.config import RunConfig
+from distill.context import RunContext
+from distill.errors import KDSearchError
+from distill.run import run_distillation, write_outputs
+from distill.train import EvalEvent
+
+from .artifacts import upload_trial_outputs
+from .pruning import DominancePruner, record_intermediate
+from .space import apply_params
+from .spec import StudySpec
+
+# A metric that is undefined for a trial (e.g. conf_sigma with < 2 both-correct examples)
+# scores as its worst possible value, so the sampler steers away from it.
+WORST: dict[str, float] = {
+    "conf_sigma": 1.0,
+    "conf_bias": 1.0,
+    "conf_mae": 1.0,
+    "conf_spearman": -1.0,
+    "kl_teacher_student": 1e6,
+    "ece_student": 1.0,
+    "ece_gap": 1.0,
+    "accuracy": 0.0,
+    "f1_macro": 0.0,
+    "agreement": 0.0,
+    "params": 1e12,
+    "latency_ms": 1e9,
+}
+
+
+def build_run_config(spec: StudySpec, params: dict[str, Any]) -> RunConfig:
+    """The engine config for one trial: spec's fixed parts + sampled parameters."""
+    t = spec.training
+    base: dict[str, Any] = {
+        "data": spec.data.model_dump(),
+        "teacher": spec.teacher.model_dump(),
+        "student": spec.student.model_dump(exclude_none=True),
+        "metrics": spec.metrics.model_dump(),
+        "distill": {},
+        "train": {
+            "seed": spec.seed,
+            "eval_every_steps": t.eval_every_steps,
+            "eval_batch_size": t.eval_batch_size,
+            "max_grad_norm": t.max_grad_norm,
+            "device": t.device,
+            "bf16": t.bf16,
+        },
+    }
+    if "student_layers" in params:
+        base["student"].pop("keep_layers", None)
+    return RunConfig.model_validate(apply_params(base, params))
+
+
+def objective_values(spec: StudySpec, metrics: dict[str, Any]) -> list[float]:
+    out = []
+    for metric in spec.metric_names:
+        value = metrics.get(metric)
+        out.append(float(value) if value is not None else WORST[metric])
+    return out
+
+
+class StopRequested(Exception):
+    """The worker was asked to stop now; the trial is abandoned (and retried elsewhere)."""
+
+
+class TrialObjective:
+    """Callable for ``study.optimize``; shares one prepared context across trials."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        ctx: RunContext,
+        engine: Engine,
+        artifact_store: Any,
+        should_abort: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.spec, self.ctx, self.engine, self.store = spec, ctx, engine, artifact_store
+        self.space = spec.parsed_space()
+        self.should_abort = should_abort
+        self.last_trial_number: int | None = None
+        p = spec.pruner
+        self.multi = len(spec.objectives) > 1
+        self.dominance = (
+            DominancePruner(p.min_trials, p.min_dominating, p.warmup_steps)
+            if self.multi and p.name != "none"
+            else None
+        )
+
+    def _on_eval(self, trial: optuna.Trial) -> Callable[[EvalEvent], None]:
+        def callback(event: EvalEvent) -> None:
+            if self.should_abort():
+                raise StopRequested("the worker was stopped during this trial")
+            values = objective_values(self.spec, event.metrics)
+            if not self.multi:
+                trial.report(values[0], event.step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at step {event.step}")
+                return
+            record_intermediate(trial, event.step, values)
+            if self.dominance is not None and self.dominance.should_prune(
+                trial.study, trial.number, event.step, values
+            ):
+                raise optuna.TrialPruned(f"dominated at step {event.step}")
+
+        return callback
+
+    def __call__(self, trial: optuna.Trial) -> Sequence[float] | float:
+        self.last_trial_number = trial.number
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except StopRequested as exc:
+            trial.set_user_attr("abandoned", True)
+            trial.set_user_attr("error", str(exc))
+            raise
+        except KDSearchError as exc:
+            trial.set_user_attr("error", str(exc))
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            raise
+
+    def _run(self, trial: optuna.Trial) -> Sequence[float] | float:
+        params = {name: p.suggest(trial) for name, p in self.space.items()}
+        cfg = build_run_config(self.spec, params)
+        trial.set_user_attr("config", cfg.model_dump(mode="json"))
+        result = run_distillation(cfg, ctx=self.ctx, callback=self._on_eval(trial))
+        for name, value in result.metrics.items():
+            trial.set_user_attr(f"metric:{name}", value)
+        trial.set_user_attr("student", result.student_info)
+        trial.set_user_attr("train_seconds", round(result.seconds, 3))
+        for c in self.spec.constraints:
+            trial.set_constraint(f"{c.metric}", c.violation(result.metrics.get(c.metric)))
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = write_outputs(result, cfg, Path(tmp))
+            plots = {k: v for k, v in paths.items() if k in ("reliability", "confidence_scatter")}
+            upload_trial_outputs(self.store, self.engine, trial, paths["checkpoint"], plots)
+        values = objective_values(self.spec, result.metrics)
+        return values if self.multi else values[0]

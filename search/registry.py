@@ -1,0 +1,224 @@
+"""kdsearch's own bookkeeping beside Optuna's tables, in the same database.
+
+- ``kdsearch_study_runs``: one row per study: the spec, the shared trial budget (``claimed``
+  counts trial slots taken by workers, never more than ``n_trials``), status and error.
+- ``kdsearch_artifacts``: plots and checkpoints uploaded through ``optuna.artifacts``, and
+  whether the keep policy has deleted them.
+
+Optuna owns ``studies``, ``trials``, ``alembic_version`` ...; our tables carry a prefix.
+Claiming a slot is one conditional UPDATE, atomic on SQLite and PostgreSQL alike, so any
+number of workers share the budget without running a trial too many.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+
+study_runs = sa.Table(
+    "kdsearch_study_runs",
+    metadata,
+    sa.Column("study_name", sa.String(255), primary_key=True),
+    sa.Column("spec_json", sa.Text, nullable=False),
+    sa.Column("n_trials", sa.Integer, nullable=False),
+    sa.Column("claimed", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(16), nullable=False, default="queued"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+artifacts = sa.Table(
+    "kdsearch_artifacts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_name", sa.String(255), nullable=False, index=True),
+    sa.Column("trial_number", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # checkpoint | plot
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("artifact_id", sa.String(64), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=True),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("study_name", "trial_number", "name", name="uq_kdsearch_artifact"),
+)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class StudyRun:
+    study_name: str
+    spec: dict[str, Any]
+    n_trials: int
+    claimed: int
+    status: str
+    error: str | None
+    owner: str | None
+    created_at: dt.datetime
+    deadline_at: dt.datetime | None
+
+
+def _row(r: Any) -> StudyRun:
+    return StudyRun(
+        r.study_name,
+        json.loads(r.spec_json),
+        r.n_trials,
+        r.claimed,
+        r.status,
+        r.error,
+        r.owner,
+        r.created_at,
+        r.deadline_at,
+    )
+
+
+def create_tables(engine: Engine) -> None:
+    metadata.create_all(engine)
+
+
+def register(
+    engine: Engine,
+    study_name: str,
+    spec: dict[str, Any],
+    n_trials: int,
+    timeout_s: float | None = None,
+    owner: str | None = None,
+) -> None:
+    t = now()
+    deadline = t + dt.timedelta(seconds=timeout_s) if timeout_s else None
+    with engine.begin() as conn:
+        conn.execute(
+            study_runs.insert().values(
+                study_name=study_name,
+                spec_json=json.dumps(spec),
+                n_trials=n_trials,
+                claimed=0,
+                status="queued",
+                error=None,
+                owner=owner,
+                created_at=t,
+                updated_at=t,
+                deadline_at=deadline,
+            )
+        )
+
+
+def get(engine: Engine, study_name: str) -> StudyRun | None:
+    with engine.connect() as conn:
+        r = conn.execute(sa.select(study_runs).where(study_runs.c.study_name == study_name)).first()
+    return _row(r) if r is not None else None
+
+
+def active(engine: Engine) -> list[StudyRun]:
+    """Studies a worker may take trials from, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(study_runs)
+            .where(study_runs.c.status.in_(ACTIVE))
+            .order_by(study_runs.c.created_at)
+        ).all()
+    return [_row(r) for r in rows]
+
+
+def claim(engine: Engine, study_name: str) -> bool:
+    """Take one trial slot if the budget has one left (atomic)."""
+    with engine.begin() as conn:
+        res = conn.execute(
+            study_runs.update()
+            .where(
+                study_runs.c.study_name == study_name,
+                study_runs.c.claimed < study_runs.c.n_trials,
+                study_runs.c.status.in_(ACTIVE),
+            )
+            .values(claimed=study_runs.c.claimed + 1, status="running", updated_at=now())
+        )
+        return bool(res.rowcount == 1)
+
+
+def release(engine: Engine, study_name: str) -> None:
+    """Give a slot back (a trial that did not count: its worker died or was stopped)."""
+    with engine.begin() as conn:
+        conn.execute(
+            study_runs.update()
+            .where(study_runs.c.study_name == study_name, study_runs.c.claimed > 0)
+            .values(claimed=study_runs.c.claimed - 1, updated_at=now())
+        )
+
+
+def set_status(
+    engine: Engine,
+    study_name: str,
+    status: str,
+    error: str | None = None,
+    *,
+    only_active: bool = True,
+) -> bool:
+    """Move a study to ``status``; by default only from queued/running (first writer wins)."""
+    assert status in STATUSES
+    cond = [study_runs.c.study_name == study_name]
+    if only_active:
+        cond.append(study_runs.c.status.in_(ACTIVE))
+    values: dict[str, Any] = {"status": status, "updated_at": now()}
+    if error is not None:
+        values["error"] = error[:4000]
+    with engine.begin() as conn:
+        res = conn.execute(study_runs.update().where(*cond).values(**values))
+        return bool(res.rowcount == 1)
+
+
+def record_artifact(
+    engine: Engine,
+    study_name: str,
+    trial_number: int,
+    kind: str,
+    name: str,
+    artifact_id: str,
+    sha256: str | None,
+    size_bytes: int | None,
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            artifacts.insert().values(
+                study_name=study_name,
+                trial_number=trial_number,
+                kind=kind,
+                name=name,
+                artifact_id=artifact_id,
+                sha256=sha256,
+                size_bytes=size_bytes,
+                deleted=False,
+            )
+        )
+
+
+def list_artifacts(
+    engine: Engine, study_name: str, *, kind: str | None = None, include_deleted: bool = False
+) -> list[dict[str, Any]]:
+    q = sa.select(artifacts).where(artifacts.c.study_name == study_name)
+    if kind is not None:
+        q = q.where(artifacts.c.kind == kind)
+    if not include_deleted:
+        q = q.where(artifacts.c.deleted.is_(False))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q.order_by(artifacts.c.id)).all()]
+
+
+def mark_deleted(engine: Engine, ids: list[int]) -> None:
+    if ids:
+        with engine.begin() as conn:
+            conn.execute(artifacts.update().where(artifacts.c.id.in_(ids)).values(deleted=True))

@@ -1,0 +1,150 @@
+"""Search-space parameters: each fixed or ranged, each mapped onto a field of RunConfig.
+
+A parameter in a spec is either a bare value (fixed), ``{"low", "high", "log", "step"}``
+(a range; int or float by the parameter's kind) or ``{"choices": [...]}`` (categorical).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import optuna
+
+Kind = Literal["float", "int", "categorical"]
+
+
+@dataclass(frozen=True)
+class ParamDef:
+    kind: Kind
+    target: tuple[str, ...]  # where the value goes in the RunConfig dict
+    help: str
+
+
+PARAMS: dict[str, ParamDef] = {
+    "temperature": ParamDef("float", ("distill", "temperature"), "softmax temperature T"),
+    "alpha": ParamDef("float", ("distill", "alpha"), "weight of the hard-label loss"),
+    "soft_loss": ParamDef("categorical", ("distill", "soft_loss"), "kl or soft_ce"),
+    "hidden_weight": ParamDef("float", ("distill", "hidden_weight"), "hidden-state MSE weight"),
+    "attention_weight": ParamDef("float", ("distill", "attention_weight"), "attention MSE weight"),
+    "embedding_weight": ParamDef("float", ("distill", "embedding_weight"), "embedding MSE weight"),
+    "layer_mapping": ParamDef("categorical", ("distill", "layer_mapping"), "uniform/last/first"),
+    "mode": ParamDef("categorical", ("distill", "mode"), "one_stage or two_stage"),
+    "lr": ParamDef("float", ("train", "lr"), "one-stage learning rate"),
+    "epochs": ParamDef("float", ("train", "epochs"), "one-stage epochs"),
+    "stage1_lr": ParamDef("float", ("train", "stage1", "lr"), "two-stage: intermediate lr"),
+    "stage1_epochs": ParamDef("float", ("train", "stage1", "epochs"), "two-stage: stage 1 epochs"),
+    "stage2_lr": ParamDef("float", ("train", "stage2", "lr"), "two-stage: prediction lr"),
+    "stage2_epochs": ParamDef("float", ("train", "stage2", "epochs"), "two-stage: stage 2 epochs"),
+    "batch_size": ParamDef("int", ("train", "batch_size"), "training batch size"),
+    "weight_decay": ParamDef("float", ("train", "weight_decay"), "AdamW weight decay"),
+    "warmup_ratio": ParamDef("float", ("train", "warmup_ratio"), "share of warmup steps"),
+    "student_layers": ParamDef("int", ("student", "num_layers"), "student depth"),
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    kind: Kind
+    fixed: Any = None
+    is_fixed: bool = False
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def is_grid_ready(self) -> bool:
+        return self.is_fixed or bool(self.choices)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.is_fixed:
+            return self.fixed
+        if self.choices:
+            encoded = [_encode_choice(c) for c in self.choices]
+            return _decode_choice(trial.suggest_categorical(self.name, encoded))
+        assert self.low is not None and self.high is not None
+        if self.kind == "int":
+            step = int(self.step or 1)
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=step, log=self.log
+            )
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def grid_values(self) -> list[Any]:
+        return [self.fixed] if self.is_fixed else [_encode_choice(c) for c in self.choices]
+
+
+def _encode_choice(value: Any) -> Any:
+    """Optuna choices must be scalars: an explicit layer list [3, 6] travels as "3,6"."""
+    if isinstance(value, list):
+        return ",".join(str(int(x)) for x in value)
+    return value
+
+
+def _decode_choice(value: Any) -> Any:
+    if isinstance(value, str) and value and all(p.strip().isdigit() for p in value.split(",")):
+        return [int(p) for p in value.split(",")]
+    return value
+
+
+def parse_param(name: str, raw: Any) -> ParamSpec:
+    """Validate one parameter; errors name the parameter and say what to write."""
+    if name not in PARAMS:
+        raise ValueError(f"unknown parameter {name!r}: use one of {', '.join(PARAMS)}")
+    kind = PARAMS[name].kind
+    if not isinstance(raw, dict):
+        return ParamSpec(name, kind, fixed=raw, is_fixed=True)
+    allowed = {"low", "high", "log", "step", "choices"}
+    extra = set(raw) - allowed
+    if extra:
+        raise ValueError(
+            f"search_space.{name}: unknown key(s) {sorted(extra)}; use {sorted(allowed)}"
+        )
+    if "choices" in raw:
+        choices = raw["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ValueError(f"search_space.{name}.choices must be a non-empty list")
+        return ParamSpec(name, kind, choices=tuple(choices))
+    if kind == "categorical":
+        raise ValueError(
+            f"search_space.{name} is categorical: give 'choices', e.g. {{'choices': [...]}}"
+        )
+    if "low" not in raw or "high" not in raw:
+        raise ValueError(f"search_space.{name}: a range needs 'low' and 'high'")
+    low, high = _number(raw["low"]), _number(raw["high"])
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        raise ValueError(f"search_space.{name}: 'low' and 'high' must be numbers")
+    if low > high:
+        raise ValueError(f"search_space.{name}: low ({low}) is above high ({high})")
+    log = bool(raw.get("log", False))
+    if log and low <= 0:
+        raise ValueError(f"search_space.{name}: a log range needs low > 0 (got {low})")
+    step = raw.get("step")
+    if step is not None and log:
+        raise ValueError(f"search_space.{name}: 'step' and 'log' cannot be combined")
+    if kind == "int" and (int(low) != low or int(high) != high):
+        raise ValueError(f"search_space.{name} is an integer: low and high must be integers")
+    return ParamSpec(name, kind, low=float(low), high=float(high), log=log, step=step)
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``5e-5`` as a string: accept numeric strings."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_params(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Write sampled values into a RunConfig-shaped dict (mutates and returns it)."""
+    for name, value in values.items():
+        target = PARAMS[name].target
+        node = base
+        for key in target[:-1]:
+            node = node.setdefault(key, {})
+        node[target[-1]] = value
+    return base

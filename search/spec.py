@@ -1,0 +1,184 @@
+"""The study spec: one pydantic model shared by the CLI and the REST API.
+
+A spec naming only the teacher and the data is complete: every other field has a default
+(a TinyBERT-style space over temperature, alpha, learning rate and epochs; objectives
+accuracy up and conf_sigma down; TPE; 20 trials).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from distill.config import DataConfig, MetricsConfig, StudentConfig, TeacherConfig
+
+from .space import PARAMS, ParamSpec, parse_param
+
+# Metrics a study may optimise or constrain (DESIGN.md names).
+OBJECTIVE_METRICS: dict[str, Literal["maximize", "minimize"]] = {
+    "accuracy": "maximize",
+    "f1_macro": "maximize",
+    "agreement": "maximize",
+    "conf_sigma": "minimize",
+    "conf_mae": "minimize",
+    "conf_bias": "minimize",
+    "kl_teacher_student": "minimize",
+    "ece_student": "minimize",
+    "ece_gap": "minimize",
+    "conf_spearman": "maximize",
+    "params": "minimize",
+    "latency_ms": "minimize",
+}
+SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_metric(v: str) -> str:
+    if v not in OBJECTIVE_METRICS:
+        raise ValueError(f"unknown metric {v!r}: use one of {', '.join(OBJECTIVE_METRICS)}")
+    return v
+
+
+class Objective(_Strict):
+    metric: str
+    direction: Literal["maximize", "minimize"] | None = None  # None: the metric's natural one
+
+    _metric = field_validator("metric")(_check_metric)
+
+    @model_validator(mode="after")
+    def _default_direction(self) -> Objective:
+        if self.direction is None:
+            self.direction = OBJECTIVE_METRICS[self.metric]
+        return self
+
+
+class Constraint(_Strict):
+    """``metric <= max`` and/or ``metric >= min``; e.g. conf_sigma <= kappa."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    _metric = field_validator("metric")(_check_metric)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError(f"constraint on {self.metric!r} needs 'max' or 'min'")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"constraint on {self.metric!r}: min {self.min} > max {self.max}")
+        return self
+
+    def violation(self, value: float | None) -> float:
+        """Optuna's convention: <= 0 is feasible. A missing value is infeasible (1.0)."""
+        if value is None:
+            return 1.0
+        parts = []
+        if self.max is not None:
+            parts.append(value - self.max)
+        if self.min is not None:
+            parts.append(self.min - value)
+        return max(parts)
+
+
+class PrunerSpec(_Strict):
+    name: Literal["median", "hyperband", "successive_halving", "none"] = "median"
+    # Multi-objective dominance rule: prune when dominated by >= min_dominating finished
+    # trials at the same step, once min_trials have reached it.
+    min_trials: int = Field(default=4, ge=1)
+    min_dominating: int = Field(default=2, ge=1)
+    warmup_steps: int = Field(default=0, ge=0)
+
+
+class KeepPolicy(_Strict):
+    """Which trials keep their student checkpoint: the Pareto front, or the top k."""
+
+    policy: Literal["pareto", "top_k"] = "pareto"
+    k: int = Field(default=3, ge=1)
+
+
+class TrainingDefaults(_Strict):
+    """Training settings that are not searched (searched ones come from search_space)."""
+
+    eval_every_steps: int | None = Field(default=None, ge=1)
+    eval_batch_size: int = Field(default=128, ge=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    device: str = "auto"
+    bf16: bool = True
+
+
+def default_space() -> dict[str, Any]:
+    return {
+        "temperature": {"low": 1.0, "high": 8.0, "log": True},
+        "alpha": {"low": 0.0, "high": 1.0},
+        "lr": {"low": 3e-5, "high": 3e-4, "log": True},
+        "epochs": {"low": 1, "high": 3},
+    }
+
+
+class StudySpec(_Strict):
+    """A distillation study: what to distill, what to search, how to score, how long."""
+
+    name: str | None = Field(default=None, max_length=120)
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    training: TrainingDefaults = Field(default_factory=TrainingDefaults)
+    search_space: dict[str, Any] = Field(default_factory=default_space)
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(metric="accuracy"), Objective(metric="conf_sigma")],
+        min_length=1,
+        max_length=4,
+    )
+    constraints: list[Constraint] = Field(default_factory=list, max_length=8)
+    n_trials: int = Field(default=20, ge=1, le=10_000)
+    timeout_s: float | None = Field(default=None, gt=0)
+    sampler: Literal["tpe", "nsga2", "random", "gp", "grid"] = "tpe"
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    seed: int = 0
+    keep: KeepPolicy = Field(default_factory=KeepPolicy)
+    max_consecutive_failures: int = Field(default=5, ge=1)
+
+    @field_validator("search_space")
+    @classmethod
+    def _space(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(PARAMS))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)}: searchable parameters are "
+                f"{', '.join(PARAMS)}"
+            )
+        for name, raw in v.items():
+            parse_param(name, raw)  # raises ValueError naming the parameter
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudySpec:
+        names = [o.metric for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError("objectives: each metric may appear only once")
+        if self.sampler == "grid":
+            ranged = [n for n, p in self.parsed_space().items() if not p.is_grid_ready()]
+            if ranged:
+                raise ValueError(
+                    f"sampler 'grid' needs every parameter fixed or categorical; "
+                    f"{', '.join(ranged)} are ranges: give them 'choices' or use tpe"
+                )
+        return self
+
+    def parsed_space(self) -> dict[str, ParamSpec]:
+        return {name: parse_param(name, raw) for name, raw in self.search_space.items()}
+
+    @property
+    def directions(self) -> list[str]:
+        return [str(o.direction) for o in self.objectives]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [o.metric for o in self.objectives]

@@ -1,0 +1,112 @@
+"""One database URL for everything: Optuna's RDB storage and kdsearch's own tables.
+
+SQLite (the embedded default) gets WAL and a busy timeout, so a few processes can share
+it; PostgreSQL (``postgresql+psycopg://``) is the path to many workers and machines.
+Pools are bounded and pre-pinged so a restarted database costs a retry, not a crash.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+from sqlalchemy.engine import Engine
+
+from . import registry
+
+DEFAULT_URL = "sqlite:///./kdsearch.db"
+HEARTBEAT_INTERVAL_S = 10
+GRACE_PERIOD_S = 30
+
+
+class StorageError(ValueError):
+    """The database URL is unusable."""
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` uses psycopg 3 (the driver we install); SQLite paths are checked."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:" and not Path(path).expanduser().parent.exists():
+            raise StorageError(f"database folder {Path(path).parent} does not exist")
+        return url
+    if url.startswith(("postgresql+psycopg://", "sqlite://")):
+        return url
+    raise StorageError(
+        f"unsupported database URL {url.split('://')[0]!r}://...: use sqlite:///PATH or "
+        "postgresql+psycopg://USER@HOST/DB"
+    )
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    if is_sqlite(url):
+        return {"connect_args": {"timeout": 60}, "pool_pre_ping": True}
+    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 3, "pool_recycle": 1800}
+
+
+def _enable_wal(url: str) -> None:
+    path = url[len("sqlite:///") :]
+    if not path or path == ":memory:":
+        return
+    con = sqlite3.connect(path, timeout=60)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if is_sqlite(url):
+        _enable_wal(url)
+    engine = sa.create_engine(url, **engine_kwargs(url))
+    registry.create_tables(engine)
+    return engine
+
+
+class SlotReleasingRetry:
+    """Heartbeat-stale trials: fail them, enqueue a retry, and give their budget slot back.
+
+    Optuna calls this once per stale trial, from whichever worker notices first.
+    """
+
+    def __init__(self, engine: Engine, max_retry: int = 3) -> None:
+        self._engine = engine
+        self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._retry(study, trial)
+        registry.release(self._engine, study.study_name)
+
+
+def make_storage(
+    url: str,
+    engine: Engine | None = None,
+    *,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL_S,
+    grace_period: int = GRACE_PERIOD_S,
+    on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> RDBStorage:
+    url = normalize_url(url)
+    if is_sqlite(url):
+        _enable_wal(url)
+    engine = engine or make_engine(url)
+    return RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs(url),
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        heartbeat_stale_trial_callback=on_stale or SlotReleasingRetry(engine),
+    )

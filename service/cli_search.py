@@ -1,0 +1,189 @@
+"""``kdsearch study ...`` and ``kdsearch worker``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DB = "sqlite:///./kdsearch.db"
+DEFAULT_ARTIFACTS = "./kdsearch-artifacts"
+_COLUMNS = ("accuracy", "conf_sigma", "conf_bias", "ece_gap", "kl_teacher_student", "params")
+
+
+def default_database_url() -> str:
+    return os.environ.get("KDSEARCH_DATABASE_URL", DEFAULT_DB)
+
+
+def default_artifact_dir() -> str:
+    return os.environ.get("KDSEARCH_ARTIFACT_DIR", DEFAULT_ARTIFACTS)
+
+
+def add_storage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help=f"SQLAlchemy URL (default: $KDSEARCH_DATABASE_URL, else {DEFAULT_DB})",
+    )
+    p.add_argument(
+        "--artifact-dir",
+        default=None,
+        help="artifact store folder or s3://bucket "
+        f"(default: $KDSEARCH_ARTIFACT_DIR, else {DEFAULT_ARTIFACTS})",
+    )
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("study", help="create, run and inspect studies without the HTTP service")
+    ssub = s.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+    r = ssub.add_parser("run", help="run a whole study locally and print its leaderboard")
+    r.add_argument("--spec", required=True, type=Path, help="YAML or JSON study spec")
+    r.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    add_storage_args(r)
+    r.set_defaults(handler=cmd_study_run)
+    c = ssub.add_parser("create", help="queue a study for `kdsearch worker` processes")
+    c.add_argument("--spec", required=True, type=Path)
+    add_storage_args(c)
+    c.set_defaults(handler=cmd_study_create)
+    show = ssub.add_parser("show", help="status and leaderboard of a study")
+    show.add_argument("name")
+    show.add_argument("--sort", default=None, help="metric to sort by (default: trial number)")
+    add_storage_args(show)
+    show.set_defaults(handler=cmd_study_show)
+
+    w = sub.add_parser("worker", help="run trials of queued studies until stopped")
+    add_storage_args(w)
+    w.add_argument("--device", default=None, help="override the device, e.g. cuda:1")
+    w.add_argument("--max-trials", type=int, default=None, help="exit after this many trials")
+    w.add_argument("--exit-when-idle", action="store_true", help="exit when no study is active")
+    w.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    w.add_argument("--heartbeat-interval", type=int, default=None, help="seconds (default 10)")
+    w.add_argument("--grace-period", type=int, default=None, help="seconds (default 30)")
+    w.set_defaults(handler=cmd_worker)
+
+
+def _urls(args: argparse.Namespace) -> tuple[str, str]:
+    return args.database_url or default_database_url(), args.artifact_dir or default_artifact_dir()
+
+
+def _load_spec(path: Path) -> Any:
+    from distill.configfile import load_model
+    from search.spec import StudySpec
+
+    return load_model(StudySpec, path)
+
+
+def _check_url(url: str) -> None:
+    from distill.errors import ConfigError
+    from search.storage import StorageError, normalize_url
+
+    try:
+        normalize_url(url)
+    except StorageError as exc:
+        raise ConfigError(f"--database-url: {exc}") from None
+
+
+def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
+    import optuna
+
+    from distill.errors import ConfigError
+    from search import study as study_mod
+    from search.leaderboard import leaderboard, recommended_trial
+    from search.storage import make_engine, make_storage
+
+    engine = make_engine(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(url, engine))
+    except KeyError:
+        raise ConfigError(f"no study named {name!r} in {url}") from None
+    info = study_mod.summary(engine, study)
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in info["trials"].items() if v)
+    print(f"study {name}: {info['status']} ({counts or 'no trials'})")
+    if info["error"]:
+        print(f"  error: {info['error']}")
+    try:
+        rows = leaderboard(study, sort=sort, descending=sort != "conf_sigma")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    header = f"{'#':>4} {'state':<9} {'pareto':<6} " + " ".join(f"{c:>12}" for c in _COLUMNS)
+    print(header)
+    for row in rows:
+        cells = []
+        for c in _COLUMNS:
+            v = row["metrics"].get(c)
+            cells.append(f"{'-':>12}" if v is None else f"{v:>12.4g}")
+        flag = "*" if row["pareto"] else ""
+        print(f"{row['number']:>4} {row['state']:<9} {flag:<6} " + " ".join(cells))
+        if row.get("error"):
+            print(f"       error: {str(row['error'])[:200]}")
+    best = recommended_trial(study.get_trials(deepcopy=False))
+    if best is not None:
+        print(f"recommended: trial {best.number} {best.params}")
+
+
+def cmd_study_run(args: argparse.Namespace) -> int:
+    from search.runner import run_study
+
+    spec = _load_spec(args.spec)
+    url, artifacts = _urls(args)
+    _check_url(url)
+    if args.workers < 1:
+        from distill.errors import ConfigError
+
+        raise ConfigError("--workers must be at least 1")
+
+    def on_trial(study: str, trial: Any) -> None:
+        acc = trial.user_attrs.get("metric:accuracy")
+        sig = trial.user_attrs.get("metric:conf_sigma")
+        extra = (
+            f" accuracy={acc:.4f} conf_sigma={sig:.4f}"
+            if acc is not None and sig is not None
+            else ""
+        )
+        err = f" error={trial.user_attrs['error']}" if "error" in trial.user_attrs else ""
+        print(f"trial {trial.number}: {trial.state.name}{extra}{err}", flush=True)
+
+    name = run_study(spec, url, artifacts, workers=args.workers, on_trial=on_trial)
+    print_leaderboard(url, name)
+    return 0
+
+
+def cmd_study_create(args: argparse.Namespace) -> int:
+    from search.runner import create_study
+
+    spec = _load_spec(args.spec)
+    url, _ = _urls(args)
+    _check_url(url)
+    print(create_study(spec, url))
+    return 0
+
+
+def cmd_study_show(args: argparse.Namespace) -> int:
+    url, _ = _urls(args)
+    _check_url(url)
+    print_leaderboard(url, args.name, args.sort)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from search.runner import worker_main
+    from search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
+    from search.worker import WorkerOptions
+
+    url, artifacts = _urls(args)
+    _check_url(url)
+    options = WorkerOptions(
+        url,
+        artifacts,
+        worker_index=os.getpid() % 1000,
+        exit_when_idle=args.exit_when_idle,
+        torch_threads=args.threads,
+        max_trials=args.max_trials,
+        device=args.device,
+        heartbeat_interval=args.heartbeat_interval or HEARTBEAT_INTERVAL_S,
+        grace_period=args.grace_period or GRACE_PERIOD_S,
+    )
+    n = worker_main(options)
+    print(f"worker done: {n} trials")
+    return 0

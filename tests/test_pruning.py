@@ -1,0 +1,342 @@
+"""Multi-objective dominance pruning and Optuna's single-objective pruners (real optuna)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from search.pruning import (
+    INTERMEDIATE_ATTR,
+    DominancePruner,
+    dominates,
+    estimate_saved_fraction,
+    intermediate_vectors,
+    make_single_objective_pruner,
+    record_intermediate,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+MAX, MIN = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE
+ACC_SIGMA = [MAX, MIN]  # (accuracy up, conf_sigma down)
+
+
+def finished(
+    vectors: dict[int, list[float]],
+    state: TrialState = TrialState.COMPLETE,
+) -> FrozenTrial:
+    """A hand-built trial holding intermediate vectors, as the objective stores them."""
+    attrs: dict[str, Any] = {INTERMEDIATE_ATTR: {str(s): v for s, v in vectors.items()}}
+    kwargs: dict[str, Any] = {}
+    if state == TrialState.COMPLETE:
+        kwargs = {
+            "values": vectors[max(vectors)],
+            "params": {"x": 0.5},
+            "distributions": {"x": FloatDistribution(0.0, 1.0)},
+        }
+    return create_trial(state=state, user_attrs=attrs, **kwargs)
+
+
+# --------------------------------------------------------------------------- dominates
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "directions", "expected"),
+    [
+        ([0.9, 0.1], [0.8, 0.2], ACC_SIGMA, True),  # better in both
+        ([0.9, 0.1], [0.8, 0.1], ACC_SIGMA, True),  # better in one, equal in other
+        ([0.9, 0.2], [0.8, 0.1], ACC_SIGMA, False),  # trade-off
+        ([0.8, 0.2], [0.9, 0.1], ACC_SIGMA, False),  # dominated, not dominating
+        ([0.9, 0.1], [0.9, 0.1], ACC_SIGMA, False),  # equal vectors
+        ([1.0, 2.0], [2.0, 3.0], [MIN, MIN], True),
+        ([1.0, 2.0], [2.0, 3.0], [MAX, MAX], False),
+        ([2.0, 3.0], [1.0, 2.0], [MAX, MAX], True),
+        ([2.0], [1.0], [MAX], True),
+        ([2.0], [2.0], [MIN], False),
+        ([0.9, 0.1], [0.9, math.nan], ACC_SIGMA, True),  # NaN is the worst value
+        ([0.9, math.nan], [0.9, 0.1], ACC_SIGMA, False),
+    ],
+)
+def test_dominates(
+    a: list[float], b: list[float], directions: list[StudyDirection], expected: bool
+) -> None:
+    assert dominates(a, b, directions) is expected
+
+
+def test_dominates_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        dominates([1.0, 2.0], [1.0], ACC_SIGMA)
+
+
+# --------------------------------------------------------------------------- intermediates
+
+
+def test_record_intermediate_merges_and_reads_back() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    record_intermediate(trial, 1, [0.6, 0.2])
+    record_intermediate(trial, 2, [0.7, math.nan])
+    record_intermediate(trial, 1, [0.65, 0.19])  # replaces step 1
+    assert trial.user_attrs[INTERMEDIATE_ATTR] == {"1": [0.65, 0.19], "2": [0.7, None]}
+    with pytest.raises(ValueError, match="2 objectives"):
+        record_intermediate(trial, 3, [0.1])
+    with pytest.raises(ValueError, match="step"):
+        record_intermediate(trial, -1, [0.1, 0.2])
+    study.tell(trial, [0.7, 0.1])
+    frozen = study.trials[0]
+    vectors = intermediate_vectors(frozen)
+    assert list(vectors) == [1, 2]
+    assert vectors[1] == [0.65, 0.19]
+    assert vectors[2][0] == 0.7 and math.isnan(vectors[2][1])
+
+
+def test_intermediate_vectors_falls_back_to_reported_values() -> None:
+    trial = create_trial(state=TrialState.PRUNED, intermediate_values={0: 0.5, 3: 0.7, 1: 0.6})
+    assert intermediate_vectors(trial) == {0: [0.5], 1: [0.6], 3: [0.7]}
+    assert intermediate_vectors(create_trial(state=TrialState.PRUNED)) == {}
+
+
+# --------------------------------------------------------------------------- DominancePruner
+
+
+# Four finished trials at steps 1 and 2 (accuracy, conf_sigma).
+PEERS = [
+    finished({1: [0.80, 0.10], 2: [0.85, 0.08]}),
+    finished({1: [0.75, 0.12], 2: [0.82, 0.09]}),
+    finished({1: [0.70, 0.05], 2: [0.78, 0.04]}),
+    finished({1: [0.60, 0.30]}, state=TrialState.PRUNED),
+]
+
+
+def test_pruned_when_dominated_by_exactly_k() -> None:
+    pruner = DominancePruner(min_trials=4, min_dominating=2)
+    # At step 1, [0.72, 0.11] is dominated by PEERS[0] only (PEERS[1] has a worse sigma).
+    v = [0.72, 0.11]
+    assert [dominates(intermediate_vectors(t)[1], v, ACC_SIGMA) for t in PEERS] == [
+        True,
+        False,
+        False,
+        False,
+    ]
+    # [0.72, 0.13]: dominated by PEERS[0] and PEERS[1] (0.75 >= 0.72, 0.12 <= 0.13).
+    v2 = [0.72, 0.13]
+    assert [dominates(intermediate_vectors(t)[1], v2, ACC_SIGMA) for t in PEERS] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert pruner.should_prune_vector(v2, 1, PEERS, ACC_SIGMA) is True
+    # Dominated by k-1 = 1 trial: kept.
+    assert pruner.should_prune_vector(v, 1, PEERS, ACC_SIGMA) is False
+    # With k = 1 the same vector is pruned.
+    assert DominancePruner(4, 1).should_prune_vector(v, 1, PEERS, ACC_SIGMA) is True
+    # Dominated by three trials, k = 3: pruned; k = 4: kept.
+    v3 = [0.65, 0.2]
+    assert DominancePruner(4, 3).should_prune_vector(v3, 1, PEERS, ACC_SIGMA) is True
+    assert DominancePruner(4, 4).should_prune_vector(v3, 1, PEERS, ACC_SIGMA) is False
+    # A Pareto-optimal vector is never pruned.
+    assert DominancePruner(1, 1).should_prune_vector([0.9, 0.01], 1, PEERS, ACC_SIGMA) is False
+
+
+def test_min_trials_gate_and_missing_steps_ignored() -> None:
+    v = [0.5, 0.5]  # dominated by every peer at every step
+    # Step 1: four peers have a vector -> min_trials=4 reached.
+    assert DominancePruner(4, 2).should_prune_vector(v, 1, PEERS, ACC_SIGMA) is True
+    assert DominancePruner(5, 2).should_prune_vector(v, 1, PEERS, ACC_SIGMA) is False
+    # Step 2: the pruned trial has no vector there -> only three peers count.
+    assert DominancePruner(4, 2).should_prune_vector(v, 2, PEERS, ACC_SIGMA) is False
+    assert DominancePruner(3, 2).should_prune_vector(v, 2, PEERS, ACC_SIGMA) is True
+    assert DominancePruner(3, 4).should_prune_vector(v, 2, PEERS, ACC_SIGMA) is False
+    # Step 3: nobody recorded it.
+    assert DominancePruner(1, 1).should_prune_vector(v, 3, PEERS, ACC_SIGMA) is False
+
+
+def test_warmup_gate() -> None:
+    v = [0.5, 0.5]
+    pruner = DominancePruner(min_trials=3, min_dominating=2, warmup_steps=2)
+    assert pruner.should_prune_vector(v, 1, PEERS, ACC_SIGMA) is False  # 1 < warmup
+    assert pruner.should_prune_vector(v, 2, PEERS, ACC_SIGMA) is True
+
+
+def test_running_and_failed_trials_ignored() -> None:
+    v = [0.5, 0.5]
+    others = [
+        create_trial(state=TrialState.RUNNING, user_attrs={INTERMEDIATE_ATTR: {"1": [0.9, 0.0]}}),
+        create_trial(state=TrialState.FAIL, user_attrs={INTERMEDIATE_ATTR: {"1": [0.9, 0.0]}}),
+    ]
+    pruner = DominancePruner(min_trials=1, min_dominating=1)
+    assert pruner.should_prune_vector(v, 1, others, ACC_SIGMA) is False
+    assert pruner.should_prune_vector(v, 1, [*others, PEERS[3]], ACC_SIGMA) is True
+
+
+def test_should_prune_reads_the_study_and_excludes_running() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trials(PEERS)
+    running = study.ask()  # a RUNNING trial with a great vector must not count
+    record_intermediate(running, 1, [0.99, 0.0])
+    me = study.ask()
+    pruner = DominancePruner(min_trials=4, min_dominating=2)
+    assert pruner.should_prune(study, me.number, 1, [0.72, 0.13]) is True
+    assert pruner.should_prune(study, me.number, 1, [0.72, 0.11]) is False
+    assert DominancePruner(5, 1).should_prune(study, me.number, 1, [0.1, 0.9]) is False
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"min_trials": 0}, "min_trials"),
+        ({"min_dominating": 0}, "min_dominating"),
+        ({"warmup_steps": -1}, "warmup_steps"),
+        ({"min_trials": 2.5}, "min_trials"),
+        ({"min_dominating": True}, "min_dominating"),
+    ],
+)
+def test_pruner_validation(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        DominancePruner(**kwargs)
+
+
+def test_vector_length_must_match_directions() -> None:
+    with pytest.raises(ValueError, match="objectives"):
+        DominancePruner().should_prune_vector([0.5], 1, PEERS, ACC_SIGMA)
+
+
+# --------------------------------------------------------------------------- end to end
+
+MAX_STEPS = 5
+
+
+def test_end_to_end_multi_objective_study() -> None:
+    pruner = DominancePruner(min_trials=4, min_dominating=2, warmup_steps=1)
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=3)
+    )
+    steps_run: dict[int, int] = {}
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        quality = trial.suggest_float("quality", 0.0, 1.0)
+        calib = trial.suggest_float("calib", 0.0, 1.0)
+        vector = [0.0, 0.0]
+        for step in range(1, MAX_STEPS + 1):
+            # "Training": both objectives improve every step, scaled by the trial's params;
+            # accuracy and sigma trade off through `quality`.
+            frac = step / MAX_STEPS
+            vector = [0.5 + 0.45 * quality * frac, 0.3 - 0.25 * (1 - quality) * calib * frac]
+            record_intermediate(trial, step, vector)
+            steps_run[trial.number] = step
+            if pruner.should_prune(study, trial.number, step, vector):
+                raise optuna.TrialPruned()
+        return vector[0], vector[1]
+
+    study.optimize(objective, n_trials=30)
+    trials = study.trials
+    assert len(trials) == 30
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert pruned, "some trials must be pruned"
+    assert len(pruned) + len(complete) == 30
+    # Optuna 5 stores no values for a pruned multi-objective trial.
+    assert all(t.values is None for t in pruned)
+
+    front = study.best_trials
+    front_numbers = {t.number for t in front}
+    for t in pruned:
+        assert t.number not in front_numbers
+        last = intermediate_vectors(t)[steps_run[t.number]]
+        assert max(intermediate_vectors(t)) == steps_run[t.number]
+        # Its final vector is strictly dominated by a trial of the final front.
+        assert any(dominates(f.values, last, study.directions) for f in front)
+
+    for t in complete:
+        assert max(intermediate_vectors(t)) == MAX_STEPS
+        assert intermediate_vectors(t)[MAX_STEPS] == t.values
+
+    saved_steps = sum(MAX_STEPS - steps_run[t.number] for t in pruned)
+    expected = saved_steps / (30 * MAX_STEPS)
+    assert saved_steps > 0
+    assert estimate_saved_fraction(trials, MAX_STEPS) == pytest.approx(expected)
+    assert 0.0 < estimate_saved_fraction(trials, MAX_STEPS) < 1.0
+
+
+# --------------------------------------------------------------------------- savings
+
+
+def test_estimate_saved_fraction_hand_cases() -> None:
+    trials = [
+        finished({1: [0.5, 0.5], 2: [0.6, 0.4], 3: [0.7, 0.3], 4: [0.8, 0.2]}),
+        finished({1: [0.5, 0.5]}, state=TrialState.PRUNED),  # saved 3
+        finished({1: [0.5, 0.5], 2: [0.5, 0.5]}, state=TrialState.PRUNED),  # saved 2
+        create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.3}),  # single obj: 3
+        create_trial(state=TrialState.PRUNED),  # pruned before any step: saved 4
+        create_trial(state=TrialState.FAIL),  # not counted
+        create_trial(state=TrialState.RUNNING),  # not counted
+    ]
+    assert estimate_saved_fraction(trials, 4) == pytest.approx((3 + 2 + 3 + 4) / (5 * 4))
+    assert estimate_saved_fraction([], 4) == 0.0
+    assert estimate_saved_fraction(trials[:1], 4) == 0.0
+    with pytest.raises(ValueError, match="max_steps"):
+        estimate_saved_fraction(trials, 0)
+
+
+# --------------------------------------------------------------------------- single objective
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("median", optuna.pruners.MedianPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
+def test_make_single_objective_pruner(name: str, cls: type) -> None:
+    pruner = make_single_objective_pruner(name, seed=0)
+    assert type(pruner) is cls
+    assert type(make_single_objective_pruner(name, None)) is cls
+
+
+def test_make_single_objective_pruner_settings() -> None:
+    median = make_single_objective_pruner("median", None)
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    assert median._n_startup_trials == 2
+    assert median._n_warmup_steps == 0
+    hyperband = make_single_objective_pruner("hyperband", None)
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    assert hyperband._min_resource == 1
+    assert hyperband._reduction_factor == 3
+
+
+def test_make_single_objective_pruner_unknown() -> None:
+    with pytest.raises(ValueError, match="median, hyperband, successive_halving, none"):
+        make_single_objective_pruner("asha", None)
+
+
+def test_median_pruner_prunes_a_single_objective_study() -> None:
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=make_single_objective_pruner("median", None),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        q = trial.suggest_float("q", 0.0, 1.0)
+        value = 0.0
+        for step in range(1, MAX_STEPS + 1):
+            value = q * step
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    study.optimize(objective, n_trials=20)
+    n_pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
+    assert n_pruned > 0
+    assert estimate_saved_fraction(study.trials, MAX_STEPS) > 0.0
