@@ -1,0 +1,131 @@
+"""Whole studies on a real SQLite file, one in-process worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import registry
+from search.leaderboard import recommended_trial
+from search.pruning import estimate_saved_fraction
+from search.runner import create_study, run_study
+from search.storage import make_engine, make_storage
+
+from .search_helpers import tiny_spec
+
+
+def _load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=make_storage(url))
+
+
+def test_study_runs_its_budget_and_stores_everything(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    art = tmp_path / "artifacts"
+    spec = tiny_spec(n_trials=3, keep={"policy": "top_k", "k": 1})
+    name = run_study(spec, url, str(art))
+    engine = make_engine(url)
+    run = registry.get(engine, name)
+    assert run is not None and run.status == "completed" and run.claimed == 3
+    study = _load(url, name)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert study.metric_names == ["accuracy", "conf_sigma"]
+    for t in trials:
+        assert t.values == [t.user_attrs["metric:accuracy"], t.user_attrs["metric:conf_sigma"]]
+        assert 1.0 <= t.params["temperature"] <= 4.0
+        assert t.user_attrs["config"]["distill"]["temperature"] == t.params["temperature"]
+        assert t.user_attrs["metric:params"] > 0
+        assert "kd_intermediate" in t.user_attrs  # multi-objective intermediate values
+    # artifacts: every trial's plots, and only the kept (top-1) checkpoint
+    plots = registry.list_artifacts(engine, name, kind="plot")
+    assert len(plots) == 6
+    for a in plots:
+        assert (art / a["artifact_id"]).read_bytes()[:4] == b"\x89PNG"
+    ckpts = registry.list_artifacts(engine, name, kind="checkpoint")
+    all_ckpts = registry.list_artifacts(engine, name, kind="checkpoint", include_deleted=True)
+    assert len(all_ckpts) == 3 and len(ckpts) == 1
+    best = recommended_trial(trials)
+    assert best is not None and ckpts[0]["trial_number"] == best.number
+    on_disk = {p.name for p in art.iterdir()}
+    assert ckpts[0]["artifact_id"] in on_disk
+    assert all(a["artifact_id"] not in on_disk for a in all_ckpts if a["deleted"])
+
+
+def test_constraints_mark_infeasible_trials(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    spec = tiny_spec(n_trials=2, constraints=[{"metric": "accuracy", "min": 1.01}])
+    name = run_study(spec, url, str(tmp_path / "a"))
+    study = _load(url, name)
+    for t in study.get_trials():
+        assert t.constraints == pytest.approx({"accuracy": 1.01 - t.user_attrs["metric:accuracy"]})
+    assert study.best_trials == []  # nothing feasible
+    assert recommended_trial(study.get_trials()) is None
+    # the unconstrained front keeps its checkpoints so the user still has a choice
+    engine = make_engine(url)
+    assert len(registry.list_artifacts(engine, name, kind="checkpoint")) >= 1
+
+
+def test_median_pruner_stops_a_bad_trial(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    spec = tiny_spec(
+        n_trials=3,
+        objectives=[{"metric": "kl_teacher_student"}],
+        pruner={"name": "median"},
+        training={"eval_every_steps": 2},
+        search_space={"lr": {"low": 1e-9, "high": 1e-3, "log": True}, "alpha": 0.0, "epochs": 1},
+    )
+    name = create_study(spec, url)
+    study = _load(url, name)
+    for lr in (3e-4, 2e-4, 1e-9):  # two good trials, then one that cannot learn
+        study.enqueue_trial({"lr": lr})
+    run_study(spec, url, str(tmp_path / "a"), study_name=name)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+    ]
+    assert max(trials[2].intermediate_values) < 10  # stopped before its 10 steps
+    assert estimate_saved_fraction(trials, max_steps=10) > 0
+    run = registry.get(make_engine(url), name)
+    assert run is not None and run.status == "completed"
+
+
+def test_broken_teacher_fails_the_study_fast(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    spec = tiny_spec(teacher={"model": str(tmp_path / "missing-teacher"), "finetune": False})
+    name = run_study(spec, url, str(tmp_path / "a"))
+    run = registry.get(make_engine(url), name)
+    assert run is not None and run.status == "failed"
+    assert run.error is not None and "missing-teacher does not exist" in run.error
+    assert _load(url, name).get_trials() == []  # no trial was even started
+
+
+def test_failing_trials_fail_alone_then_the_study(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    # 7 student layers cannot come from a 6-layer teacher: every such trial fails
+    spec = tiny_spec(
+        n_trials=6,
+        max_consecutive_failures=2,
+        search_space={"student_layers": {"choices": [2, 7]}, "epochs": 0.5},
+    )
+    name = create_study(spec, url)
+    study = _load(url, name)
+    for layers in (7, 2, 7, 7):
+        study.enqueue_trial({"student_layers": layers})
+    run_study(spec, url, str(tmp_path / "a"), study_name=name)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.FAIL,
+    ]
+    assert "student has 7 layers but the teacher only 6" in trials[0].user_attrs["error"]
+    run = registry.get(make_engine(url), name)
+    assert run is not None and run.status == "failed"
+    assert run.error is not None and "2 trials failed in a row" in run.error
+    assert "student has 7 layers" in run.error
