@@ -68,10 +68,30 @@ def collate(split: EncodedSplit, rows: Sequence[int], pad_id: int) -> Batch:
 
 
 def train_batches(
-    split: EncodedSplit, batch_size: int, pad_id: int, generator: torch.Generator
+    split: EncodedSplit,
+    batch_size: int,
+    pad_id: int,
+    generator: torch.Generator,
+    group_by_length: bool = False,
 ) -> Iterator[Batch]:
-    """One epoch in a seeded random order; the last short batch is kept."""
+    """One epoch in a seeded random order; the last short batch is kept.
+
+    ``group_by_length``: shuffle, cut into mega-batches of 16 batches, sort each by length,
+    then shuffle the batches. Rows of a batch have similar lengths, so dynamic padding
+    pads little, while the order stays random at the batch level.
+    """
     order = torch.randperm(len(split), generator=generator).tolist()
+    if group_by_length:
+        mega = 16 * batch_size
+        lengths = [len(x) for x in split.input_ids]
+        grouped: list[list[int]] = []
+        for start in range(0, len(order), mega):
+            chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
+            grouped.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
+        perm = torch.randperm(len(grouped), generator=generator).tolist()
+        for k in perm:
+            yield collate(split, grouped[k], pad_id)
+        return
     for start in range(0, len(order), batch_size):
         yield collate(split, order[start : start + batch_size], pad_id)
 

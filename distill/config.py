@@ -173,6 +173,8 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
+    # Batches of similar-length rows (less padding); the batch order stays random.
+    group_by_length: bool = True
     # Evaluate (and call the callback) every N optimiser steps; None = once per epoch.
     eval_every_steps: int | None = Field(default=None, ge=1)
     seed: int = 0

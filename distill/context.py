@@ -64,9 +64,10 @@ def teacher_outputs(
     bf16: bool,
     batch_size: int = 128,
 ) -> TeacherOutputs:
-    """Teacher logits, cached on disk by (teacher weights, data, max_length)."""
+    """Teacher logits, cached on disk by (teacher weights, data, max_length, precision)."""
+    precision = "bf16" if bf16 and device.type == "cuda" else "fp32"
     key = hashlib.sha256(
-        f"{teacher.fingerprint}|{splits.fingerprint()}|{max_length}|{bf16 and device.type}".encode()
+        f"{teacher.fingerprint}|{splits.fingerprint()}|{max_length}|{precision}".encode()
     ).hexdigest()[:24]
     path: Path = home() / "teacher_outputs" / f"{key}.safetensors"
     if path.is_file():

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -162,7 +163,7 @@ def finetune(
     train = encode(tokenizer, splits.train, max_length)
     pad_id = int(tokenizer.pad_token_id or 0)
     per_epoch = steps_per_epoch(len(train), recipe.batch_size)
-    total = max(1, round(recipe.epochs * per_epoch))
+    total = max(1, math.ceil(recipe.epochs * per_epoch))
     to_device(model, device)
     model.train()
     optimizer, scheduler = make_optimizer(
@@ -171,7 +172,7 @@ def finetune(
     gen = torch.Generator().manual_seed(recipe.seed)
     step = 0
     while step < total:
-        for batch in train_batches(train, recipe.batch_size, pad_id, gen):
+        for batch in train_batches(train, recipe.batch_size, pad_id, gen, group_by_length=True):
             b = batch.to(device)
             with autocast(device, bf16):
                 out = model(**b.model_inputs())

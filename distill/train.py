@@ -182,7 +182,10 @@ class Distiller:
             )
             done, running, count = 0, 0.0, 0
             while done < budget:
-                for batch in train_batches(self.ctx.train, t.batch_size, self.ctx.pad_id, gen):
+                batches = train_batches(
+                    self.ctx.train, t.batch_size, self.ctx.pad_id, gen, t.group_by_length
+                )
+                for batch in batches:
                     loss = self.loss(batch.to(self.ctx.device), stage)
                     if not torch.isfinite(loss):
                         raise TrainingError(

@@ -54,6 +54,7 @@ def build_run_config(spec: StudySpec, params: dict[str, Any]) -> RunConfig:
             "eval_every_steps": t.eval_every_steps,
             "eval_batch_size": t.eval_batch_size,
             "max_grad_norm": t.max_grad_norm,
+            "group_by_length": t.group_by_length,
             "device": t.device,
             "bf16": t.bf16,
         },

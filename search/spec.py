@@ -108,6 +108,7 @@ class TrainingDefaults(_Strict):
     eval_every_steps: int | None = Field(default=None, ge=1)
     eval_batch_size: int = Field(default=128, ge=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
+    group_by_length: bool = True
     device: str = "auto"
     bf16: bool = True
 

@@ -129,3 +129,69 @@ def test_failing_trials_fail_alone_then_the_study(tiny_ctx, tmp_path: Path) -> N
     assert run is not None and run.status == "failed"
     assert run.error is not None and "2 trials failed in a row" in run.error
     assert "student has 7 layers" in run.error
+
+
+def test_study_run_cli_prints_the_leaderboard(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(tiny_spec(n_trials=2).model_dump(mode="json")))
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "study",
+            "run",
+            "--spec",
+            str(spec_path),
+            "--database-url",
+            url,
+            "--artifact-dir",
+            str(tmp_path / "a"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("trial 0: COMPLETE accuracy=")
+    assert any(ln.startswith("study kd-") and ": completed (complete 2)" in ln for ln in lines)
+    assert any(ln.startswith("recommended: trial ") for ln in lines)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "study",
+            "run",
+            "--spec",
+            str(spec_path),
+            "--database-url",
+            "mysql://root@localhost/x",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--database-url: unsupported database URL 'mysql'" in bad.stderr
+
+
+def test_example_study_spec_is_valid() -> None:
+    from distill.configfile import load_model
+    from search.spec import StudySpec
+
+    spec = load_model(StudySpec, Path(__file__).parents[1] / "examples" / "study_quick.yaml")
+    assert spec.n_trials == 8 and spec.constraints[0].max == 0.08
+    assert spec.parsed_space()["epochs"].step == 1
