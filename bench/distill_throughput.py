@@ -17,6 +17,7 @@ peak RSS (or CUDA peak allocation) belongs to that contender alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -24,6 +25,7 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,8 +50,9 @@ from transformers import Trainer, TrainingArguments  # noqa: E402
 from distill.config import RunConfig  # noqa: E402
 
 SECTION = "## Distillation throughput"
-CHILD_FLAGS = ("n_train", "n_eval", "max_length", "batch_size", "lr", "epochs", "teacher_epochs")
-CHILD_FLAGS += ("seed", "warmup_steps")
+CHILD_FLAGS = (
+    "n_train n_eval max_length batch_size lr epochs teacher_epochs seed warmup_steps threads"
+)
 CONTENDERS = ("kdsearch", "baseline")
 # Loss weights per case, on top of the default prediction loss (T=2, alpha=0.5, KL).
 CASES: dict[str, dict[str, float]] = {
@@ -151,7 +154,7 @@ def run_kdsearch(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
         "train_s": train_s,
         "run_distillation_s": total_s,
         "teacher_logits_s": logits_s,
-        "optimizer": "torch.optim.AdamW",
+        "optimizer": "AdamW (torch.optim.AdamW defaults: for-loop on CPU, foreach on CUDA)",
         "device": str(ctx.device),
         **_memory(ctx.device),
     }
@@ -301,13 +304,14 @@ def run_baseline(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
     measured.train()
     _sync(device)
     train_s = time.perf_counter() - started
+    shutil.rmtree(workdir, ignore_errors=True)
     return {
         "examples": _examples_in(steps, len(rows), tr.batch_size),
         "steps": steps,
         "train_s": train_s,
         "run_distillation_s": None,
         "teacher_logits_s": 0.0,
-        "optimizer": str(measured.args.optim),
+        "optimizer": f"AdamW ({getattr(measured.args.optim, 'value', measured.args.optim)})",
         "device": str(device),
         **_memory(device),
     }
@@ -315,6 +319,169 @@ def run_baseline(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
 
 def run_prepare(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
     """Fine-tune the teacher and cache its logits (first run only), off the parent's memory."""
+    from distill.context import prepare_context
+
+    started = time.perf_counter()
+    ctx = prepare_context(cfg)
+    return {"device": str(ctx.device), "seconds": time.perf_counter() - started}
+
+
+CHILDREN: dict[str, Callable[[RunConfig, int], dict[str, Any]]] = {
+    "kdsearch": run_kdsearch,
+    "baseline": run_baseline,
+    "prepare": run_prepare,
+}
+
+
+# ---------------------------------------------------------------- parent: spawn, collect, report
+
+
+def spawn(args: argparse.Namespace, job: str, case: str, layers: int) -> dict[str, Any]:
+    """Run one job (a contender, or ``prepare``) in a fresh process; return its JSON record."""
+    with tempfile.TemporaryDirectory(prefix="kd-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--only", job, "--case", case]
+        cmd += ["--student-layers", str(layers), "--child-out", str(out), "--device", args.device]
+        for flag in CHILD_FLAGS.split():
+            cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not out.is_file():
+            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+            raise SystemExit(f"{job} child failed ({case}, {layers} layers)")
+        record: dict[str, Any] = json.loads(out.read_text())
+    if job != "prepare":
+        record["examples_per_s"] = record["examples"] / record["train_s"]
+        spent = record["train_s"] + record["teacher_logits_s"]
+        record["amortised_per_s"] = record["examples"] / spent
+    return {"contender": job, "case": case, "student_layers": layers, **record}
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Median over repeats per (case, layers, contender), with ratios against the baseline."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["case"], r["student_layers"], r["contender"]), []).append(r)
+    rows: list[dict[str, Any]] = []
+    for (case, layers, contender), rs in groups.items():
+        row: dict[str, Any] = {"case": case, "student_layers": layers, "contender": contender}
+        for k in ("examples_per_s", "amortised_per_s", "train_s", "teacher_logits_s"):
+            row[k] = statistics.median(r[k] for r in rs)
+        row["peak_mib"] = statistics.median(r["cuda_peak_mib"] or r["peak_rss_mib"] for r in rs)
+        row.update(repeats=len(rs), examples=rs[0]["examples"], optimizer=rs[0]["optimizer"])
+        rows.append(row)
+    base = {(r["case"], r["student_layers"]): r for r in rows if r["contender"] == "baseline"}
+    for row in rows:
+        ref = base[(row["case"], row["student_layers"])]["examples_per_s"]
+        row["ratio"] = row["examples_per_s"] / ref
+        row["amortised_ratio"] = row["amortised_per_s"] / ref
+    return rows
+
+
+def machine(device: str) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        names = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in x]
+        cpu = names[0].split(":", 1)[1].strip() if names else cpu
+    gpu = f", {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ""
+    return (
+        f"{cpu}, {os.cpu_count()} cores (torch threads {torch.get_num_threads()}){gpu}; "
+        f"device {device}; torch {torch.__version__}; transformers {transformers.__version__}; "
+        f"Python {platform.python_version()}"
+    )
+
+
+def section(rows: list[dict[str, Any]], device: str, args: argparse.Namespace) -> str:
+    """The markdown section: when, where, the exact command, the table, how it was run."""
+    cuda = device.startswith("cuda")
+    exe = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
+    optim = {r["contender"]: r["optimizer"] for r in rows}
+    lines = [
+        SECTION,
+        "",
+        f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}  ",
+        f"Machine: {machine(device)}  ",
+        f"Command: `{shlex.join([exe, *sys.argv])}`",
+        "",
+        "| case | student layers | contender | examples/s | vs baseline | examples/s incl. "
+        f"teacher logits | vs baseline | peak {'CUDA' if cuda else 'RSS'} MiB | train s | "
+        "teacher logits s |",
+        "|" + " --- |" * 10,
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['student_layers']} | {r['contender']} | "
+            f"{r['examples_per_s']:.1f} | {r['ratio']:.2f}x | {r['amortised_per_s']:.1f} | "
+            f"{r['amortised_ratio']:.2f}x | {r['peak_mib']:.0f} | {r['train_s']:.2f} | "
+            f"{r['teacher_logits_s']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Each contender trains {args.epochs:g} epoch(s) over the same {rows[0]['examples']} "
+        f"examples (batch {args.batch_size}, max_length {args.max_length}, lr {args.lr:g}) "
+        f"after {args.warmup_steps} unmeasured warm-up steps, each in its own child process; "
+        f"median of {args.repeats} repeat(s). kdsearch: `run_distillation` with teacher logits "
+        "cached in the context, dynamic padding; 'incl. teacher logits' adds the one-off "
+        "teacher pass over the training split to its time. baseline: a `transformers.Trainer` "
+        "subclass running the teacher every step, `padding='max_length'`. Optimizers: "
+        f"kdsearch {optim.get('kdsearch')}, baseline {optim.get('baseline')}. "
+        + ("bf16 autocast on CUDA." if cuda else "float32 on CPU."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace (or append) this benchmark's section, keeping the file's other sections."""
+    lines = path.read_text().splitlines() if path.is_file() else ["# Benchmark results"]
+    new = body.rstrip("\n").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines += ["", *new]
+    else:
+        after = range(start + 1, len(lines))
+        end = next((j for j in after if lines[j].startswith(("# ", "## "))), len(lines))
+        lines[start:end] = [*new, ""] if end < len(lines) else new
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--case", nargs="+", choices=sorted(CASES), default=["pred"])
+    p.add_argument("--student-layers", nargs="+", type=int, default=[2, 3])
+    p.add_argument("--n-train", type=int, default=1024)
+    p.add_argument("--n-eval", type=int, default=256, help="kdsearch evaluates once per epoch")
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--teacher-epochs", type=float, default=1.0)
+    p.add_argument("--warmup-steps", type=int, default=2, help="unmeasured steps first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads per contender (0: torch's default)"
+    )
+    p.add_argument("--write", type=Path, help="markdown file to put the section in")
+    p.add_argument("--json", type=Path, help="dump raw per-run results here")
+    p.add_argument("--only", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    p.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.only:  # child: one job, one case, one student size
+        cfg = build_config(args, args.case[0], args.student_layers[0])
+        args.child_out.write_text(json.dumps(CHILDREN[args.only](cfg, args.warmup_steps)))
+        return
     prepared = spawn(args, "prepare", args.case[0], args.student_layers[0])
     device = str(prepared["device"])
     print(f"teacher and logits ready in {prepared['seconds']:.1f}s on {device}", file=sys.stderr)

@@ -27,7 +27,7 @@ def make_optimizer(
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    devices = {p.device.type for g in groups for p in g["params"]}
+    devices = {p.device.type for p in decay + no_decay}
     # The fused kernel is ~10x faster than the per-tensor loop on CPU and CUDA alike.
     fused = bool(devices) and devices <= {"cpu", "cuda"}
     optimizer = torch.optim.AdamW(groups, lr=lr, fused=fused)
