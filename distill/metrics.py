@@ -12,16 +12,35 @@ examples that BOTH models classify correctly, the population standard deviation 
 
 All scalar results are plain Python values (``float``/``int``/``bool``/``None``), never numpy
 scalars and never NaN, so they can go straight into JSON or an Optuna user attribute.
+Calibration (ECE, reliability bins) lives in :mod:`distill.calibration` and is re-exported
+here.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from ._validate import (
+    FloatArray,
+    IntArray,
+    _as_labels,
+    _as_matrix,
+    _as_probs,
+    _check_pair,
+    _pair,
+)
+from .calibration import (
+    EceMode,
+    ReliabilityBins,
+    _check_bins,
+    ece,
+    ece_gap,
+    reliability_bins,
+)
 
 __all__ = [
     "METRIC_KEYS",
@@ -44,12 +63,6 @@ __all__ = [
     "softmax",
 ]
 
-EceMode = Literal["top_label", "all_classes"]
-_ECE_MODES: tuple[str, ...] = ("top_label", "all_classes")
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
 
 # --------------------------------------------------------------------------- results
 
@@ -65,99 +78,6 @@ class SigmaResult:
     value: float | None
     n_both_correct: int
     defined: bool
-
-
-@dataclass(frozen=True)
-class ReliabilityBins:
-    """Per-bin statistics of a reliability diagram (equal-width bins on [0, 1]).
-
-    ``edges`` has ``n_bins + 1`` entries; bin ``i`` covers ``(edges[i], edges[i+1]]`` (the first
-    bin also holds 0). ``confidence`` and ``accuracy`` are NaN for empty bins; ``counts`` are
-    the number of samples per bin (examples in ``top_label`` mode, example-class pairs in
-    ``all_classes`` mode).
-    """
-
-    edges: FloatArray
-    confidence: FloatArray
-    accuracy: FloatArray
-    counts: IntArray
-    mode: str = "top_label"
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.counts.sum())
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _as_matrix(x: npt.ArrayLike, name: str) -> FloatArray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (n, C); got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 examples); metrics need at least one example")
-    if arr.shape[1] < 2:
-        raise ValueError(f"{name} must have at least 2 classes (columns); got {arr.shape[1]}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def _as_probs(x: npt.ArrayLike, name: str) -> FloatArray:
-    arr = _as_matrix(x, name)
-    if np.any(arr < -1e-6) or np.any(arr > 1 + 1e-6):
-        raise ValueError(
-            f"{name} must hold probabilities in [0, 1] (pass softmax outputs, not logits)"
-        )
-    return arr
-
-
-def _as_labels(labels: npt.ArrayLike, n: int, num_classes: int) -> IntArray:
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"labels must be a 1-D array of shape (n,); got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise ValueError(f"labels has {arr.shape[0]} entries but the predictions have {n} rows")
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"labels must be integer class ids; got dtype {arr.dtype}")
-    if arr.dtype.kind == "f" and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
-        raise ValueError("labels must be integer class ids; got non-integral values")
-    out = arr.astype(np.int64)
-    if out.size and (out.min() < 0 or out.max() >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}); got values from {out.min()} to {out.max()}"
-        )
-    return out
-
-
-def _check_pair(
-    teacher: FloatArray, student: FloatArray, t_name: str = "teacher", s_name: str = "student"
-) -> None:
-    if teacher.shape[0] != student.shape[0]:
-        raise ValueError(
-            f"{t_name} has {teacher.shape[0]} examples but {s_name} has {student.shape[0]}"
-        )
-    if teacher.shape[1] != student.shape[1]:
-        raise ValueError(
-            f"{t_name} has {teacher.shape[1]} classes but {s_name} has {student.shape[1]}"
-        )
-
-
-def _pair(
-    teacher_probs: npt.ArrayLike, student_probs: npt.ArrayLike
-) -> tuple[FloatArray, FloatArray]:
-    t = _as_probs(teacher_probs, "teacher_probs")
-    s = _as_probs(student_probs, "student_probs")
-    _check_pair(t, s, "teacher_probs", "student_probs")
-    return t, s
-
-
-def _check_bins(n_bins: int, mode: str) -> None:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer; got {n_bins!r}")
-    if mode not in _ECE_MODES:
-        raise ValueError(f"mode must be one of {_ECE_MODES}; got {mode!r}")
 
 
 def _both_correct(t: FloatArray, s: FloatArray, y: IntArray) -> npt.NDArray[np.bool_]:
@@ -286,83 +206,6 @@ def kl_teacher_student(teacher_logits: npt.ArrayLike, student_logits: npt.ArrayL
     log_q = log_softmax(sl)
     per_example = np.sum(np.exp(log_p) * (log_p - log_q), axis=1)
     return max(0.0, float(np.mean(per_example)))
-
-
-def _samples(probs: FloatArray, y: IntArray, mode: str) -> tuple[FloatArray, FloatArray]:
-    """(confidence, correctness) samples that ECE bins."""
-    if mode == "top_label":
-        conf = probs.max(axis=1)
-        correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    else:
-        conf = probs.reshape(-1)
-        onehot = np.zeros_like(probs)
-        onehot[np.arange(probs.shape[0]), y] = 1.0
-        correct = onehot.reshape(-1)
-    return conf, correct
-
-
-def reliability_bins(
-    probs: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    n_bins: int = 10,
-    mode: EceMode = "top_label",
-) -> ReliabilityBins:
-    """Equal-width bin statistics: bin ``i`` covers ``(i/n, (i+1)/n]``; 0 goes to bin 0."""
-    _check_bins(n_bins, mode)
-    p = _as_probs(probs, "probs")
-    y = _as_labels(labels, p.shape[0], p.shape[1])
-    conf, correct = _samples(p, y, mode)
-    # i/n computed directly, so an edge equals the float a user writes (0.3, 0.7, ...).
-    edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
-    # side="left": the smallest i with conf <= edges[i]; the bin is i - 1 (right-closed bins).
-    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    counts = np.bincount(idx, minlength=n_bins).astype(np.int64)
-    conf_sum = np.bincount(idx, weights=conf, minlength=n_bins)
-    corr_sum = np.bincount(idx, weights=correct, minlength=n_bins)
-    nonempty = counts > 0
-    mean_conf = np.full(n_bins, np.nan)
-    mean_acc = np.full(n_bins, np.nan)
-    mean_conf[nonempty] = conf_sum[nonempty] / counts[nonempty]
-    mean_acc[nonempty] = corr_sum[nonempty] / counts[nonempty]
-    return ReliabilityBins(
-        edges=edges, confidence=mean_conf, accuracy=mean_acc, counts=counts, mode=mode
-    )
-
-
-def _ece_from_bins(bins: ReliabilityBins) -> float:
-    nonempty = bins.counts > 0
-    total = bins.n_samples
-    gaps = np.abs(bins.accuracy[nonempty] - bins.confidence[nonempty])
-    return float(np.sum(bins.counts[nonempty] / total * gaps))
-
-
-def ece(
-    probs: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    n_bins: int = 10,
-    mode: EceMode = "top_label",
-) -> float:
-    """Expected calibration error with equal-width bins on [0, 1].
-
-    ``top_label``: one (max probability, argmax == label) sample per example.
-    ``all_classes`` (the paper's variant): every class probability of every example is one
-    sample, correct when that class is the true class; N = n * C.
-    """
-    return _ece_from_bins(reliability_bins(probs, labels, n_bins=n_bins, mode=mode))
-
-
-def ece_gap(
-    teacher_probs: npt.ArrayLike,
-    student_probs: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    n_bins: int = 10,
-    mode: EceMode = "top_label",
-) -> tuple[float, float, float]:
-    """(ece_teacher, ece_student, |ece_teacher - ece_student|)."""
-    t, s = _pair(teacher_probs, student_probs)
-    e_t = ece(t, labels, n_bins=n_bins, mode=mode)
-    e_s = ece(s, labels, n_bins=n_bins, mode=mode)
-    return e_t, e_s, abs(e_t - e_s)
 
 
 def _average_ranks(x: FloatArray) -> FloatArray:

@@ -13,14 +13,9 @@ import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from distill.metrics import (
-    EceMode,
-    _as_labels,
-    _pair,
-    conf_sigma,
-    ece,
-    reliability_bins,
-)
+from distill._validate import _as_labels, _pair
+from distill.calibration import EceMode, ece, reliability_bins
+from distill.metrics import conf_sigma
 
 __all__ = ["confidence_scatter", "reliability_diagram"]
 
