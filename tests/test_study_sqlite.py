@@ -195,3 +195,45 @@ def test_example_study_spec_is_valid() -> None:
     spec = load_model(StudySpec, Path(__file__).parents[1] / "examples" / "study_quick.yaml")
     assert spec.n_trials == 8 and spec.constraints[0].max == 0.08
     assert spec.parsed_space()["epochs"].step == 1
+
+
+def test_sigterm_finishes_the_current_trial_then_exits(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    name = create_study(tiny_spec(n_trials=3, search_space={"epochs": 1, "lr": 1e-4}), url)
+    study = _load(url, name)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "worker",
+            "--database-url",
+            url,
+            "--artifact-dir",
+            str(tmp_path / "a"),
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ},
+    )
+    deadline = time.monotonic() + 300
+    while not any(t.state == TrialState.RUNNING for t in study.get_trials()):
+        assert time.monotonic() < deadline and worker.poll() is None, "no trial started"
+        time.sleep(0.3)
+    worker.send_signal(signal.SIGTERM)
+    out = worker.communicate(timeout=300)[0]
+    assert worker.returncode == 0, out
+    assert out.strip().splitlines()[-1] == "worker done: 1 trials"
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE]  # finished, not abandoned
+    run = registry.get(make_engine(url), name)
+    assert run is not None and run.claimed == 1 and run.status == "running"  # left for others
