@@ -154,7 +154,7 @@ def run_kdsearch(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
         "train_s": train_s,
         "run_distillation_s": total_s,
         "teacher_logits_s": logits_s,
-        "optimizer": "AdamW (torch.optim.AdamW defaults: for-loop on CPU, foreach on CUDA)",
+        "optimizer": "AdamW (fused kernel, distill/optim.py)",
         "device": str(ctx.device),
         **_memory(ctx.device),
     }
