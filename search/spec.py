@@ -171,6 +171,14 @@ class StudySpec(_Strict):
                     f"sampler 'grid' needs every parameter fixed or categorical; "
                     f"{', '.join(ranged)} are ranges: give them 'choices' or use tpe"
                 )
+            size = 1
+            for p in self.parsed_space().values():
+                size *= len(p.grid_values())
+            if self.n_trials > size:
+                raise ValueError(
+                    f"n_trials ({self.n_trials}) exceeds the grid's {size} combinations: "
+                    f"set n_trials to at most {size}"
+                )
         return self
 
     def parsed_space(self) -> dict[str, ParamSpec]:

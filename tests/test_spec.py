@@ -50,6 +50,10 @@ def test_minimal_spec_has_sensible_defaults() -> None:
         ),
         ({"sampler": "cmaes"}, "sampler"),
         ({"sampler": "grid"}, "sampler 'grid' needs every parameter fixed or categorical"),
+        (
+            {"sampler": "grid", "n_trials": 7, "search_space": {"alpha": {"choices": [0.0, 1.0]}}},
+            "n_trials (7) exceeds the grid's 2 combinations: set n_trials to at most 2",
+        ),
         ({"n_trials": 0}, "n_trials"),
         ({"pruner": {"name": "patient"}}, "pruner.name"),
     ],
@@ -111,3 +115,34 @@ def test_constraint_violation_follows_optuna_convention() -> None:
 def test_undefined_metric_scores_worst() -> None:
     spec = tiny_spec()
     assert objective_values(spec, {"accuracy": 0.8, "conf_sigma": None}) == [0.8, 1.0]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "gp", "grid"])
+def test_every_sampler_proposes_valid_settings(sampler: str) -> None:
+    import optuna
+
+    from search.study import make_pruner, make_sampler
+
+    space = (
+        {"temperature": {"choices": [1.0, 2.0, 4.0]}, "alpha": {"choices": [0.0, 0.5]}, "epochs": 1}
+        if sampler == "grid"
+        else None
+    )
+    extra = {"search_space": space, "n_trials": 6} if space else {}
+    spec = tiny_spec(sampler=sampler, **extra)
+    study = optuna.create_study(
+        directions=spec.directions, sampler=make_sampler(spec), pruner=make_pruner(spec)
+    )
+    parsed = spec.parsed_space()
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        params = {n: p.suggest(trial) for n, p in parsed.items()}
+        cfg = build_run_config(spec, params)  # every proposal is a valid engine config
+        assert 1.0 <= cfg.distill.temperature <= 4.0
+        return [0.5 + 0.01 * trial.number, 0.1 - 0.01 * trial.number]
+
+    study.optimize(objective, n_trials=6)
+    assert len(study.get_trials()) == 6
+    if sampler == "grid":
+        seen = {(t.params["temperature"], t.params["alpha"]) for t in study.get_trials()}
+        assert len(seen) == 6  # the whole 3 x 2 grid, no repeats
