@@ -106,13 +106,16 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
         rows = leaderboard(study, sort=sort, descending=sort != "conf_sigma")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    header = f"{'#':>4} {'state':<9} {'pareto':<6} " + " ".join(f"{c:>12}" for c in _COLUMNS)
+    widths = [max(10, len(c)) for c in _COLUMNS]
+    header = f"{'#':>4} {'state':<9} {'pareto':<6} " + " ".join(
+        f"{c:>{w}}" for c, w in zip(_COLUMNS, widths, strict=True)
+    )
     print(header)
     for row in rows:
         cells = []
-        for c in _COLUMNS:
+        for c, w in zip(_COLUMNS, widths, strict=True):
             v = row["metrics"].get(c)
-            cells.append(f"{'-':>12}" if v is None else f"{v:>12.4g}")
+            cells.append(f"{'-':>{w}}" if v is None else f"{v:>{w}.4g}")
         flag = "*" if row["pareto"] else ""
         print(f"{row['number']:>4} {row['state']:<9} {flag:<6} " + " ".join(cells))
         if row.get("error"):
