@@ -29,8 +29,8 @@ data: $(STAMP)
 	$(BIN)/kdsearch data fetch
 
 lint: $(STAMP)
-	$(BIN)/ruff check distill search service tests bench
-	$(BIN)/ruff format --check distill search service tests bench
+	$(BIN)/ruff check distill search service migrations tests bench
+	$(BIN)/ruff format --check distill search service migrations tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -6,6 +6,8 @@
   whether the keep policy has deleted them.
 
 Optuna owns ``studies``, ``trials``, ``alembic_version`` ...; our tables carry a prefix.
+The schema is owned by Alembic (``migrations/``, version table
+``kdsearch_alembic_version``); the tables below mirror the latest migration.
 Claiming a slot is one conditional UPDATE, atomic on SQLite and PostgreSQL alike, so any
 number of workers share the budget without running a trial too many.
 """
@@ -88,7 +90,10 @@ def _row(r: Any) -> StudyRun:
 
 
 def create_tables(engine: Engine) -> None:
-    metadata.create_all(engine)
+    """Apply kdsearch's Alembic migrations (``migrations/``); a no-op when up to date."""
+    import migrations
+
+    migrations.upgrade(engine)
 
 
 def register(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distill.errors import KDSearchError
 
-from . import cli_distill, cli_search
+from . import cli_db, cli_distill, cli_search
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_distill.register(sub)
     cli_search.register(sub)
+    cli_db.register(sub)
     return parser
 
 

@@ -1,0 +1,90 @@
+"""kdsearch's Alembic schema beside Optuna's, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+import migrations
+from search.storage import make_engine, make_storage
+
+from .search_helpers import pg_available, pg_database
+
+OURS = {"kdsearch_study_runs", "kdsearch_artifacts", "kdsearch_alembic_version"}
+
+
+def _check_side_by_side(url: str) -> None:
+    engine = make_engine(url)  # applies our migrations
+    storage = make_storage(url, engine)  # creates Optuna's schema
+    optuna.create_study(storage=storage, study_name="side-by-side")
+    tables = set(sa.inspect(engine).get_table_names())
+    assert tables >= OURS
+    assert {"studies", "trials", "alembic_version", "version_info"} <= tables  # Optuna's
+    assert migrations.current_revision(engine) == migrations.head_revision() == "0001"
+    with engine.connect() as conn:
+        optuna_rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        ours = conn.execute(sa.text("SELECT version_num FROM kdsearch_alembic_version")).scalar()
+    assert ours == "0001" and optuna_rev is not None and optuna_rev != ours
+    # upgrading again is a no-op; downgrading ours leaves Optuna's untouched
+    assert migrations.upgrade(engine) == "0001"
+    cfg = migrations.alembic_config(engine)
+    command.downgrade(cfg, "base")
+    after = set(sa.inspect(engine).get_table_names())
+    assert not ({"kdsearch_study_runs", "kdsearch_artifacts"} & after)
+    assert {"studies", "trials", "alembic_version"} <= after
+    assert (
+        optuna.load_study(study_name="side-by-side", storage=storage).study_name == "side-by-side"
+    )
+    migrations.upgrade(engine)
+    assert migrations.is_up_to_date(engine)
+
+
+def test_sqlite_schemas_side_by_side(tmp_path: Path) -> None:
+    _check_side_by_side(f"sqlite:///{tmp_path / 'kd.db'}")
+
+
+def _make(url: str) -> str | None:
+    return migrations.current_revision(make_engine(url))
+
+
+@pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is down")
+def test_postgres_schemas_side_by_side_and_concurrent_upgrades() -> None:
+    with pg_database() as url:
+        _check_side_by_side(url)
+    # three processes race to create the schema
+    with pg_database() as url, mp.get_context("spawn").Pool(3) as pool:
+        assert pool.map(_make, [url] * 3) == ["0001"] * 3
+
+
+def test_sqlite_concurrent_upgrades(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    with mp.get_context("spawn").Pool(3) as pool:
+        assert pool.map(_make, [url] * 3) == ["0001"] * 3
+
+
+def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", "db", *args, "--database-url", url],
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+            check=False,
+            timeout=120,
+        )
+
+    assert cli("current").stdout.strip() == "current none, latest 0001: needs `kdsearch db upgrade`"
+    up = cli("upgrade")
+    assert up.returncode == 0 and up.stdout.strip() == "kdsearch schema at revision 0001"
+    assert cli("current").stdout.strip() == "current 0001, latest 0001: up to date"
