@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import context
 
-from migrations import TABLE_PREFIX, VERSION_TABLE
+from migrations import VERSION_TABLE
+from migrations.env_support import include_object
 from search.registry import metadata
 
 config = context.config
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    if type_ == "table":
-        return bool(name and name.startswith(TABLE_PREFIX))
-    return True
 
 
 def _configure(connection: sa.Connection) -> None:

@@ -58,6 +58,21 @@ artifacts = sa.Table(
 )
 
 
+# Owned by the service (auth); declared here so one MetaData mirrors the whole schema.
+api_keys = sa.Table(
+    "kdsearch_api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prefix", sa.String(16), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distill.errors import KDSearchError
 
-from . import cli_db, cli_distill, cli_search
+from . import cli_db, cli_distill, cli_keys, cli_search
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_distill.register(sub)
     cli_search.register(sub)
     cli_db.register(sub)
+    cli_keys.register(sub)
     return parser
 
 

@@ -15,7 +15,12 @@ from search.storage import make_engine, make_storage
 
 from .search_helpers import pg_available, pg_database
 
-OURS = {"kdsearch_study_runs", "kdsearch_artifacts", "kdsearch_alembic_version"}
+OURS = {
+    "kdsearch_study_runs",
+    "kdsearch_artifacts",
+    "kdsearch_api_keys",
+    "kdsearch_alembic_version",
+}
 
 
 def _check_side_by_side(url: str) -> None:
@@ -25,17 +30,30 @@ def _check_side_by_side(url: str) -> None:
     tables = set(sa.inspect(engine).get_table_names())
     assert tables >= OURS
     assert {"studies", "trials", "alembic_version", "version_info"} <= tables  # Optuna's
-    assert migrations.current_revision(engine) == migrations.head_revision() == "0001"
+    assert migrations.current_revision(engine) == migrations.head_revision() == "0002"
     with engine.connect() as conn:
         optuna_rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         ours = conn.execute(sa.text("SELECT version_num FROM kdsearch_alembic_version")).scalar()
-    assert ours == "0001" and optuna_rev is not None and optuna_rev != ours
+    assert ours == "0002" and optuna_rev is not None and optuna_rev != ours
+    # the tables the code declares are exactly what the migrations built
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from migrations.env_support import include_object
+    from search.registry import metadata
+
+    with engine.connect() as conn:
+        mc = MigrationContext.configure(
+            conn, opts={"include_object": include_object, "compare_type": False}
+        )
+        diff = compare_metadata(mc, metadata)
+    assert diff == [], diff
     # upgrading again is a no-op; downgrading ours leaves Optuna's untouched
-    assert migrations.upgrade(engine) == "0001"
+    assert migrations.upgrade(engine) == "0002"
     cfg = migrations.alembic_config(engine)
     command.downgrade(cfg, "base")
     after = set(sa.inspect(engine).get_table_names())
-    assert not ({"kdsearch_study_runs", "kdsearch_artifacts"} & after)
+    assert not ({"kdsearch_study_runs", "kdsearch_artifacts", "kdsearch_api_keys"} & after)
     assert {"studies", "trials", "alembic_version"} <= after
     assert (
         optuna.load_study(study_name="side-by-side", storage=storage).study_name == "side-by-side"
@@ -58,13 +76,13 @@ def test_postgres_schemas_side_by_side_and_concurrent_upgrades() -> None:
         _check_side_by_side(url)
     # three processes race to create the schema
     with pg_database() as url, mp.get_context("spawn").Pool(3) as pool:
-        assert pool.map(_make, [url] * 3) == ["0001"] * 3
+        assert pool.map(_make, [url] * 3) == ["0002"] * 3
 
 
 def test_sqlite_concurrent_upgrades(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'race.db'}"
     with mp.get_context("spawn").Pool(3) as pool:
-        assert pool.map(_make, [url] * 3) == ["0001"] * 3
+        assert pool.map(_make, [url] * 3) == ["0002"] * 3
 
 
 def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
@@ -84,7 +102,7 @@ def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
             timeout=120,
         )
 
-    assert cli("current").stdout.strip() == "current none, latest 0001: needs `kdsearch db upgrade`"
+    assert cli("current").stdout.strip() == "current none, latest 0002: needs `kdsearch db upgrade`"
     up = cli("upgrade")
-    assert up.returncode == 0 and up.stdout.strip() == "kdsearch schema at revision 0001"
-    assert cli("current").stdout.strip() == "current 0001, latest 0001: up to date"
+    assert up.returncode == 0 and up.stdout.strip() == "kdsearch schema at revision 0002"
+    assert cli("current").stdout.strip() == "current 0002, latest 0002: up to date"

@@ -1,0 +1,62 @@
+"""API keys: created once, stored hashed, verified in constant time, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from search.registry import api_keys
+from search.storage import make_engine
+from service.keys import any_active_key, create_key, revoke_key, verify_key
+
+
+def test_keys_are_stored_hashed_and_verified(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'kd.db'}")
+    assert not any_active_key(engine)
+    key = create_key(engine, "alice")
+    admin = create_key(engine, "ops", admin=True)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(api_keys)).all()
+    assert all(key not in tuple(map(str, r)) for r in rows)  # never stored in clear
+    assert rows[0].key_hash == hashlib.sha256(key.encode()).hexdigest()
+    alice = verify_key(engine, key)
+    assert alice is not None and alice.owner == "alice" and not alice.is_admin
+    ops = verify_key(engine, admin)
+    assert ops is not None and ops.is_admin
+    forged = key[:-1] + ("A" if key[-1] != "A" else "B")  # right prefix, wrong secret
+    for bad in (forged, "kds_nope", "Bearer " + key, "", key + "x"):
+        assert verify_key(engine, bad) is None
+    assert revoke_key(engine, key.split("_")[1])
+    assert verify_key(engine, key) is None
+    assert not revoke_key(engine, key.split("_")[1])  # already revoked
+    assert any_active_key(engine)  # the admin key is still live
+
+
+def test_keys_create_cli_prints_the_key_last(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "keys",
+            "create",
+            "--owner",
+            "bob",
+            "--database-url",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=120,
+        check=True,
+    )
+    key = proc.stdout.strip().splitlines()[-1]
+    principal = verify_key(make_engine(url), key)
+    assert principal is not None and principal.owner == "bob"
