@@ -48,6 +48,7 @@ class EvalEvent:
     epoch: float
     train_loss: float
     metrics: dict[str, Any]
+    final: bool = False  # the run's last evaluation: pruning now would save nothing
 
 
 EvalCallback = Callable[[EvalEvent], None]
@@ -214,6 +215,7 @@ class Distiller:
                             round(done / per_epoch, 4),
                             running / max(1, count),
                             self.evaluate(),
+                            final=stage is stages[-1] and done == budget,
                         )
                         running, count = 0.0, 0
                         result.history.append(event)

@@ -50,7 +50,8 @@ def sha256_file(path: Path) -> str:
 
 def archive_folder(folder: Path, out: Path) -> Path:
     """A ``.tar.gz`` whose members sit under ``checkpoint/`` (no absolute paths)."""
-    with tarfile.open(out, "w:gz") as tar:
+    # Level 1: float weights barely compress (level 9 took ~2 s for 7% on 57 MB).
+    with tarfile.open(out, "w:gz", compresslevel=1) as tar:
         for f in sorted(folder.rglob("*")):
             if f.is_file():
                 tar.add(f, arcname=str(Path("checkpoint") / f.relative_to(folder)))

@@ -106,12 +106,15 @@ class TrialObjective:
             values = objective_values(self.spec, event.metrics)
             if not self.multi:
                 trial.report(values[0], event.step)
-                if trial.should_prune():
+                # at the final evaluation training is done: stopping would only lose the result
+                if not event.final and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at step {event.step}")
                 return
             record_intermediate(trial, event.step, values)
-            if self.dominance is not None and self.dominance.should_prune(
-                trial.study, trial.number, event.step, values
+            if (
+                not event.final
+                and self.dominance is not None
+                and self.dominance.should_prune(trial.study, trial.number, event.step, values)
             ):
                 raise optuna.TrialPruned(f"dominated at step {event.step}")
 

@@ -7,8 +7,11 @@ attribute :data:`INTERMEDIATE_ATTR`: a JSON object ``{"<step>": [v_1, ..., v_k]}
 value per objective, in the study's objective order (:func:`record_intermediate` writes it,
 :func:`intermediate_vectors` reads it back). :class:`DominancePruner` decides on those vectors.
 
-Steps count finished units of work: the vector recorded at step ``s`` is the one measured after
-``s`` evaluation rounds, ``1 <= s <= max_steps``. :func:`estimate_saved_fraction` relies on it.
+Steps count finished units of work: kdsearch's objective records at the global optimiser step
+``s`` of the evaluation (``EvalEvent.step``), ``1 <= s <= max_steps``, so ``max_steps`` for
+:func:`estimate_saved_fraction` is a full trial's optimiser steps, and ``warmup_steps`` is in
+optimiser steps too. Peers are matched on the same step, so the rule prunes among trials
+with the same batch size and evaluation cadence.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ def test_one_stage_run_reports_every_metric(tiny_ctx) -> None:  # type: ignore[n
     # one evaluation per epoch, handed to the callback in order
     assert [e.epoch for e in events] == [1.0, 2.0]
     assert [e.step for e in events] == [10, 20]  # 320 examples / 32 per batch
+    assert [e.final for e in events] == [False, True]
     assert events[-1].metrics == {k: v for k, v in m.items() if k in METRIC_KEYS}
     # the metrics agree with the logits they were computed from
     labels = tiny_ctx.eval.labels.numpy()
@@ -85,7 +86,11 @@ def test_two_stage_runs_both_stages(tiny_ctx) -> None:  # type: ignore[no-untype
     ]
     events: list[EvalEvent] = []
     result = run_distillation(cfg, ctx=tiny_ctx, callback=events.append)
-    assert [(e.stage, e.step) for e in events] == [(1, 10), (1, 20), (2, 30)]
+    assert [(e.stage, e.step, e.final) for e in events] == [
+        (1, 10, False),
+        (1, 20, False),
+        (2, 30, True),
+    ]
     # stage 1 learns the intermediate targets: its training loss falls
     assert events[1].train_loss < events[0].train_loss
     assert set(result.metrics) == ALL_METRICS
