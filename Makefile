@@ -44,7 +44,8 @@ demo: $(STAMP)
 	$(BIN)/kdsearch distill --config examples/distill_quick.yaml --out runs/demo
 
 bench: $(STAMP)
-	$(BIN)/python bench/distill_throughput.py --write bench/RESULTS.md
+	$(BIN)/python bench/distill_throughput.py --case pred inter --student-layers 2 3 --write bench/RESULTS.md
+	$(BIN)/python bench/search_efficiency.py --write bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
