@@ -270,6 +270,18 @@ def _bad_bodies(root: Path) -> list[tuple[str, Any, int, str]]:
             422,
             "student.path is required when student.kind is 'pretrained'",
         ),
+        (
+            "path with a NUL byte",
+            {**spec, "teacher": {"model": "/models/\x00"}},
+            422,
+            "teacher.model: '/models/\\x00' is not a usable path",
+        ),
+        (
+            "empty csv path",
+            {**spec, "data": {"source": "csv:"}},
+            422,
+            "data.source: '' is not a usable path",
+        ),
         ("malformed JSON", b'{"n_trials": 2,', 422, "body: not valid JSON"),
         ("empty body", b"", 422, "body: not valid JSON"),
         ("not an object", b"[1, 2]", 422, "body: must be a JSON object"),

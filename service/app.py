@@ -1,0 +1,62 @@
+"""The FastAPI application factory.
+
+    uvicorn --factory service.app:app_from_env      # settings from KDSEARCH_* variables
+
+Every error is ``{"detail": "<field>: <what is wrong and how to fix it>"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from search.artifacts import make_artifact_store
+from search.storage import make_engine, make_storage
+
+from .api import router
+from .deps import ServiceState
+from .schemas import describe_errors
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": describe_errors(exc.errors())}, status_code=422)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"detail": f"internal error ({type(exc).__name__}): the server log has the details"},
+        status_code=500,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)  # applies kdsearch's migrations
+    storage = make_storage(settings.database_url, engine)
+    app = FastAPI(
+        title="kdsearch",
+        summary="Knowledge-distillation hyperparameter search, scored on confidence preservation",
+        version="0.1.0",
+    )
+    app.state.kdsearch = ServiceState(
+        settings=settings,
+        engine=engine,
+        storage=storage,
+        artifact_store=make_artifact_store(settings.artifact_dir),
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    return create_app(Settings())

@@ -1,0 +1,94 @@
+"""Injected dependencies: the shared state (engine, storage, artifact store) and the caller.
+
+Ownership: a study belongs to the owner of the key that created it. Another owner's study
+answers 403 (not 404: the ids are random, and a clear "not yours" helps more than it
+leaks); admin keys see and manage every study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import optuna
+from fastapi import Depends, Header, HTTPException, Path, Request
+from optuna.storages import RDBStorage
+from sqlalchemy.engine import Engine
+
+from search import registry
+
+from .keys import Principal, verify_key
+from .settings import Settings
+
+ANONYMOUS = Principal(key_id=0, owner="anonymous", is_admin=False)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    engine: Engine
+    storage: RDBStorage
+    artifact_store: Any
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.kdsearch
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_principal(state: State, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller from ``Authorization: Bearer <key>``; anonymous only in open mode."""
+    if not authorization:
+        if state.settings.open_mode:
+            return ANONYMOUS
+        raise _unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>' "
+            "(create one with `kdsearch keys create`)"
+        )
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise _unauthorized("Authorization header must be 'Bearer <key>'")
+    principal = verify_key(state.engine, key.strip())
+    if principal is None:
+        raise _unauthorized(
+            "invalid or revoked API key: check the key, or create one with `kdsearch keys create`"
+        )
+    return principal
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+
+
+def can_see(principal: Principal, run: registry.StudyRun) -> bool:
+    return principal.is_admin or run.owner == principal.owner
+
+
+def get_run(
+    study_id: Annotated[str, Path(max_length=255)], state: State, principal: Caller
+) -> registry.StudyRun:
+    """The study's registry row, when it exists and the caller may see it."""
+    run = registry.get(state.engine, study_id)
+    if run is None:
+        raise HTTPException(404, f"study {study_id!r} does not exist: list yours at /v1/studies")
+    if not can_see(principal, run):
+        raise HTTPException(403, f"study {study_id!r} belongs to another owner")
+    return run
+
+
+Run = Annotated[registry.StudyRun, Depends(get_run)]
+
+
+def load_study(state: ServiceState, run: registry.StudyRun) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=run.study_name, storage=state.storage)
+    except KeyError:
+        raise HTTPException(
+            404, f"study {run.study_name!r} has no Optuna record (deleted by hand?)"
+        ) from None
