@@ -1,0 +1,140 @@
+"""``kdsearch serve``: the REST API plus N embedded worker processes on one database.
+
+Shutdown is graceful: on SIGTERM/Ctrl-C uvicorn stops taking requests, then each worker
+gets SIGTERM and finishes its current trial (a second signal abandons it, and its slot
+returns to the budget). Queued and running studies stay in the database, so a restarted
+server's workers pick them up where they stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import multiprocessing as mp
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from distill.errors import ConfigError
+from search.runner import install_signal_handlers
+from search.worker import Worker, WorkerOptions, default_threads
+
+from .keys import any_active_key
+from .settings import Settings
+
+
+def is_loopback(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class WorkerPool:
+    """Worker processes (spawned, so no torch state is shared with the server)."""
+
+    options: list[WorkerOptions]
+    procs: list[BaseProcess] = field(default_factory=list)
+
+    def start(self) -> None:
+        ctx = mp.get_context("spawn")
+        for o in self.options:
+            p = ctx.Process(
+                target=embedded_worker, args=(o,), name=f"kdsearch-worker-{o.worker_index}"
+            )
+            p.start()
+            self.procs.append(p)
+
+    def forward(self, sig: int) -> None:
+        for p in self.procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, sig)
+
+    def stop(self, timeout: float = 600.0) -> None:
+        """SIGTERM each worker (finish the trial), then wait; SIGKILL what will not end."""
+        for p in self.procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            p.join(timeout)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+def embedded_worker(options: WorkerOptions) -> int:
+    """A worker under ``serve``: Ctrl-C reaches the whole process group, but only the
+    server's SIGTERM should stop it (once: finish the trial), so SIGINT is ignored here."""
+    worker = Worker(options)
+    install_signal_handlers(worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return worker.run()
+
+
+def check_exposure(host: str, settings: Settings, has_keys: bool) -> None:
+    if is_loopback(host) or has_keys or settings.open_mode:
+        return
+    raise ConfigError(
+        f"refusing to serve on {host} with no API keys: create one with "
+        "`kdsearch keys create`, bind to 127.0.0.1, or pass --open to allow anonymous access"
+    )
+
+
+def _server(app: object, host: str, port: int) -> object:
+    """A uvicorn server that stops on SIGTERM/SIGINT without re-raising the signal.
+
+    uvicorn re-raises a captured signal after its own shutdown, which would kill this
+    process before it could stop its workers (and orphan them).
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
+
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="info"))  # type: ignore[arg-type]
+
+
+def serve(host: str, port: int, workers: int, settings: Settings) -> int:
+    from .app import create_app
+
+    app = create_app(settings)  # applies migrations: the schema is checked at start-up
+    check_exposure(host, settings, any_active_key(app.state.kdsearch.engine))
+    threads = default_threads(workers) if workers else None
+    pool = WorkerPool(
+        [
+            WorkerOptions(
+                settings.database_url,
+                settings.artifact_dir,
+                worker_index=i,
+                torch_threads=threads,
+            )
+            for i in range(workers)
+        ]
+    )
+    pool.start()
+    server: Any = _server(app, host, port)
+    try:
+        server.run()
+    finally:
+        # While workers finish their trials, another signal is passed on to them (abandon).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: pool.forward(signal.SIGTERM))
+        pool.stop()
+    return 0
