@@ -17,6 +17,7 @@ from search.artifacts import make_artifact_store
 from search.storage import make_engine, make_storage
 
 from .api import router
+from .dashboard import dashboard_app
 from .deps import ServiceState
 from .schemas import describe_errors
 from .settings import Settings
@@ -55,6 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
+    # Last: everything the API does not answer goes to optuna-dashboard (see dashboard.py).
+    state = app.state.kdsearch
+    app.mount(
+        "/",
+        dashboard_app(storage, state.artifact_store, engine, settings.open_mode),
+        name="dashboard",
+    )
     return app
 
 
