@@ -8,6 +8,7 @@ workers starting at once upgrade exactly once.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -47,16 +48,22 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     if revision == "head" and current_revision(engine) == head_revision():
         return head_revision()
     cfg = alembic_config(engine)
-    try:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    except sa.exc.DBAPIError:
-        # SQLite: another process upgraded between our check and our DDL ("table exists").
-        if not (revision == "head" and is_up_to_date(engine)):
-            raise
+    for attempt in range(20):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+            break
+        except sa.exc.DBAPIError:
+            # SQLite has no advisory lock: a concurrent upgrader makes ours fail fast with
+            # "database is locked" (lock upgrade refused) or "table exists". Wait, re-check.
+            if revision == "head" and is_up_to_date(engine):
+                break
+            if attempt == 19:
+                raise
+            time.sleep(0.25 * (attempt + 1))
     return current_revision(engine)
 
 

@@ -33,9 +33,12 @@ def _engine(args: argparse.Namespace) -> Any:
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     import migrations
+    from search.storage import make_storage
 
-    rev = migrations.upgrade(_engine(args))
-    print(f"kdsearch schema at revision {rev}")
+    engine = _engine(args)
+    rev = migrations.upgrade(engine)
+    make_storage(engine.url.render_as_string(hide_password=False), engine)  # Optuna's tables
+    print(f"kdsearch schema at revision {rev}; Optuna's schema ready")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,12 @@ def register(sub: Any) -> None:
     w.add_argument("--max-trials", type=int, default=None, help="exit after this many trials")
     w.add_argument("--exit-when-idle", action="store_true", help="exit when no study is active")
     w.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    w.add_argument(
+        "--worker-index",
+        type=int,
+        default=None,
+        help="offsets this worker's sampler seed (default: random, so workers differ)",
+    )
     w.add_argument("--heartbeat-interval", type=int, default=None, help="seconds (default 10)")
     w.add_argument("--grace-period", type=int, default=None, help="seconds (default 30)")
     w.set_defaults(handler=cmd_worker)
@@ -179,7 +186,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     options = WorkerOptions(
         url,
         artifacts,
-        worker_index=os.getpid() % 1000,
+        # distinct sampler seeds across workers (containers all have pid 1); fix it with
+        # --worker-index for a reproducible run
+        worker_index=(
+            args.worker_index if args.worker_index is not None else secrets.randbelow(10**6)
+        ),
         exit_when_idle=args.exit_when_idle,
         torch_threads=args.threads,
         max_trials=args.max_trials,

@@ -64,8 +64,8 @@ def format_progress(detail: dict[str, Any], elapsed: float) -> str:
     done = complete + pruned + failed
     status = str(detail.get("status", "?"))
     note = ""
-    if status == "running" and done == 0:
-        note = "  (the teacher is fine-tuned first, unless cached)"
+    if status in ("queued", "running") and done == 0:
+        note = "  (the worker fine-tunes the teacher first, unless cached)"
     return (
         f"{status:<9} {done}/{total} trials done ({complete} complete, {pruned} pruned, "
         f"{failed} failed, {running} running)  elapsed {fmt_duration(elapsed)}{note}"
@@ -299,7 +299,9 @@ def poll_study(
 
 def classify(model_dir: Path, sentences: Sequence[str]) -> list[dict[str, Any]]:
     from transformers import pipeline
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     clf = pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir))
     return list(clf(list(sentences)))
 

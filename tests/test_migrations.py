@@ -104,5 +104,8 @@ def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
 
     assert cli("current").stdout.strip() == "current none, latest 0002: needs `kdsearch db upgrade`"
     up = cli("upgrade")
-    assert up.returncode == 0 and up.stdout.strip() == "kdsearch schema at revision 0002"
+    assert up.returncode == 0
+    assert up.stdout.strip() == "kdsearch schema at revision 0002; Optuna's schema ready"
+    tables = set(sa.inspect(make_engine(url)).get_table_names())
+    assert {"studies", "trials", "kdsearch_study_runs"} <= tables
     assert cli("current").stdout.strip() == "current 0002, latest 0002: up to date"
