@@ -41,7 +41,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(BIN)/kdsearch distill --config examples/distill_quick.yaml --out runs/demo
+	$(BIN)/python -m service.demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --case pred inter --student-layers 2 3 --write bench/RESULTS.md
