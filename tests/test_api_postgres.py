@@ -1,0 +1,64 @@
+"""The HTTP walk on PostgreSQL: `kdsearch serve` with an embedded worker, POST to checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import signal
+import tarfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from search.storage import make_engine
+from service.keys import create_key
+
+from .search_helpers import pg_available, pg_database, tiny_spec
+from .test_serve import _free_port, _serve, _wait
+
+pytestmark = pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is down")
+
+
+def test_walk_on_postgres_with_embedded_worker(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pg_database() as url:
+        key = create_key(make_engine(url), "alice")
+        other = create_key(make_engine(url), "mallory")
+        port = _free_port()
+        base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
+        server = _serve(url, tmp_path / "art", port, "--workers", "1")
+        try:
+            _wait(lambda: httpx.get(f"{base}/readyz").status_code == 200, 120, "the server")
+            spec = tiny_spec(n_trials=2).model_dump(mode="json")
+            assert httpx.post(f"{base}/v1/studies", json=spec).status_code == 401
+            created = httpx.post(f"{base}/v1/studies", json=spec, headers=auth)
+            assert created.status_code == 201, created.text
+            sid = created.json()["id"]
+            foreign = httpx.get(
+                f"{base}/v1/studies/{sid}", headers={"Authorization": f"Bearer {other}"}
+            )
+            assert foreign.status_code == 403
+
+            def status() -> str:
+                return str(httpx.get(f"{base}/v1/studies/{sid}", headers=auth).json()["status"])
+
+            _wait(lambda: status() == "completed", 900, "the study to complete")
+            study = httpx.get(f"{base}/v1/studies/{sid}", headers=auth).json()
+            assert study["trials"]["COMPLETE"] == 2 and study["recommended"] is not None
+            board = httpx.get(
+                f"{base}/v1/studies/{sid}/trials?sort=accuracy&order=desc", headers=auth
+            ).json()
+            accs = [r["metrics"]["accuracy"] for r in board["items"]]
+            assert len(accs) == 2 and accs == sorted(accs, reverse=True)
+            ck = httpx.get(f"{base}/v1/studies/{sid}/checkpoint", headers=auth)
+            assert ck.status_code == 200
+            assert hashlib.sha256(ck.content).hexdigest() == ck.headers["x-checksum-sha256"]
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.communicate(timeout=300)
+        with tarfile.open(fileobj=io.BytesIO(ck.content), mode="r:gz") as tar:
+            tar.extractall(tmp_path / "dl", filter="data")
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dl" / "checkpoint")
+        assert model.config.id2label == {0: "rotten", 1: "fresh"}
