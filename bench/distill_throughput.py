@@ -17,7 +17,6 @@ peak RSS (or CUDA peak allocation) belongs to that contender alone.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import math
@@ -47,6 +46,7 @@ import torch.nn.functional as F  # noqa: E402
 import transformers  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
+from bench._report import cpu_model, write_section  # noqa: E402
 from distill.config import RunConfig  # noqa: E402
 
 SECTION = "## Distillation throughput"
@@ -378,10 +378,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def machine(device: str) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        names = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in x]
-        cpu = names[0].split(":", 1)[1].strip() if names else cpu
+    cpu = cpu_model()
     gpu = f", {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ""
     return (
         f"{cpu}, {os.cpu_count()} cores (torch threads {torch.get_num_threads()}){gpu}; "
@@ -428,23 +425,6 @@ def section(rows: list[dict[str, Any]], device: str, args: argparse.Namespace) -
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) this benchmark's section, keeping the file's other sections."""
-    lines = path.read_text().splitlines() if path.is_file() else ["# Benchmark results"]
-    new = body.rstrip("\n").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines += ["", *new]
-    else:
-        after = range(start + 1, len(lines))
-        end = next((j for j in after if lines[j].startswith(("# ", "## "))), len(lines))
-        lines[start:end] = [*new, ""] if end < len(lines) else new
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -503,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "runs": runs}, indent=2))
     if args.write:
-        write_section(args.write, body)
+        write_section(args.write, SECTION, body)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ import transformers  # noqa: E402
 from optuna._hypervolume import compute_hypervolume  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
+from bench._report import cpu_model, write_section  # noqa: E402
 from distill.config import DataConfig  # noqa: E402
 from distill.data import load_dataset  # noqa: E402
 from search.pruning import estimate_saved_fraction, intermediate_vectors  # noqa: E402
@@ -287,10 +288,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def machine(load_at_start: float | None = None) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        names = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in x]
-        cpu = names[0].split(":", 1)[1].strip() if names else cpu
+    cpu = cpu_model()
     load = ""
     with contextlib.suppress(OSError):
         start = "" if load_at_start is None else f"{load_at_start:.2f} at start, "
@@ -423,25 +421,6 @@ def section(
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) this benchmark's section, keeping the file's other sections."""
-    lines = path.read_text().splitlines() if path.is_file() else []
-    if not any(line.startswith("# ") for line in lines):
-        lines = ["# Benchmark results", "", *lines]
-    new = body.rstrip("\n").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines += ["", *new]
-    else:
-        after = range(start + 1, len(lines))
-        end = next((j for j in after if lines[j].startswith(("# ", "## "))), len(lines))
-        lines[start:end] = [*new, ""] if end < len(lines) else new
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -537,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     print(body)
     print(f"total {total / 60:.1f} min")
     if args.write:
-        write_section(args.write, body)
+        write_section(args.write, SECTION, body)
         print(f"wrote {SECTION!r} to {args.write}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
