@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine
 
 from . import registry
-from .leaderboard import pareto_front, recommended_trial
+from .leaderboard import is_feasible, pareto_front, recommendation_key, recommended_trial
 from .pruning import dominates
 from .spec import KeepPolicy
 
@@ -117,20 +117,8 @@ def unconstrained_front(
 
 
 def ranked(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """The recommended rule as an order: feasible first, accuracy down, conf_sigma up."""
-    from .leaderboard import is_feasible
-
-    def key(t: FrozenTrial) -> tuple[int, float, float, int]:
-        acc = t.user_attrs.get("metric:accuracy")
-        sigma = t.user_attrs.get("metric:conf_sigma")
-        return (
-            0 if is_feasible(t) else 1,
-            -(acc if acc is not None else -1.0),
-            sigma if sigma is not None else float("inf"),
-            t.number,
-        )
-
-    return sorted(trials, key=key)
+    """The recommended rule as an order: feasible trials first, then ``recommendation_key``."""
+    return sorted(trials, key=lambda t: (not is_feasible(t), *recommendation_key(t)))
 
 
 def apply_keep_policy(

@@ -108,24 +108,25 @@ def _number_or_none(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
+def recommendation_key(t: FrozenTrial) -> tuple[bool, float, bool, float, int]:
+    """THE RULE as a sort key: accuracy down, then conf_sigma up (missing last), then number."""
+    acc = _number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}accuracy"))
+    sigma = _number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}conf_sigma"))
+    return (
+        acc is None,
+        -acc if acc is not None else 0.0,
+        sigma is None,
+        sigma if sigma is not None else 0.0,
+        t.number,
+    )
+
+
 def recommended_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
     """The recommended trial by THE RULE in this module's docstring, or None."""
     candidates = [t for t in trials if t.state == TrialState.COMPLETE and is_feasible(t)]
     if not candidates:
         return None
-
-    def key(t: FrozenTrial) -> tuple[bool, float, bool, float, int]:
-        acc = _number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}accuracy"))
-        sigma = _number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}conf_sigma"))
-        return (
-            acc is None,
-            -acc if acc is not None else 0.0,
-            sigma is None,
-            sigma if sigma is not None else 0.0,
-            t.number,
-        )
-
-    return min(candidates, key=key)
+    return min(candidates, key=recommendation_key)
 
 
 def trial_row(trial: FrozenTrial, pareto_numbers: set[int]) -> dict[str, Any]:
