@@ -15,6 +15,7 @@ number of workers share the budget without running a trial too many.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,26 @@ def create_tables(engine: Engine) -> None:
     migrations.upgrade(engine)
 
 
+class QuotaExceeded(Exception):
+    """The owner already has ``active`` queued or running studies, the most allowed."""
+
+    def __init__(self, owner: str | None, active: int, limit: int) -> None:
+        super().__init__(f"{owner!r} has {active} queued or running studies (limit {limit})")
+        self.owner, self.active, self.limit = owner, active, limit
+
+
+def _owner_lock(conn: sa.Connection, owner: str | None) -> None:
+    """Serialise quota checks per owner for the rest of this transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock keyed by the owner. SQLite: the INSERT
+    that follows takes the database's write lock before the count, which is enough.
+    """
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256(f"kdsearch-quota:{owner}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 def register(
     engine: Engine,
     study_name: str,
@@ -118,10 +139,16 @@ def register(
     n_trials: int,
     timeout_s: float | None = None,
     owner: str | None = None,
+    max_active: int | None = None,
 ) -> None:
+    """Record a queued study. With ``max_active``, the owner's queued + running studies
+    (this one included) may not exceed it: checked and inserted in one transaction, so
+    simultaneous requests cannot overshoot; raises :class:`QuotaExceeded`."""
     t = now()
     deadline = t + dt.timedelta(seconds=timeout_s) if timeout_s else None
     with engine.begin() as conn:
+        if max_active is not None:
+            _owner_lock(conn, owner)
         conn.execute(
             study_runs.insert().values(
                 study_name=study_name,
@@ -136,6 +163,14 @@ def register(
                 deadline_at=deadline,
             )
         )
+        if max_active is not None:
+            mine = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(study_runs)
+                .where(study_runs.c.owner == owner, study_runs.c.status.in_(ACTIVE))
+            ).scalar_one()
+            if mine > max_active:
+                raise QuotaExceeded(owner, mine - 1, max_active)  # rolls the INSERT back
 
 
 def get(engine: Engine, study_name: str) -> StudyRun | None:

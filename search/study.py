@@ -48,8 +48,13 @@ def create(
     *,
     study_name: str | None = None,
     owner: str | None = None,
+    max_active: int | None = None,
 ) -> str:
-    """Create the Optuna study and its kdsearch record; returns the study name."""
+    """Create the Optuna study and its kdsearch record; returns the study name.
+
+    With ``max_active``, raises :class:`search.registry.QuotaExceeded` (and leaves nothing
+    behind) when the owner already has that many queued or running studies.
+    """
     name = study_name or spec.name or f"kd-{uuid.uuid4().hex[:10]}"
     study = optuna.create_study(
         storage=storage,
@@ -62,7 +67,11 @@ def create(
     study.set_metric_names(spec.metric_names)
     spec_json = spec.model_dump(mode="json")
     study.set_user_attr(SPEC_ATTR, spec_json)
-    registry.register(engine, name, spec_json, spec.n_trials, spec.timeout_s, owner)
+    try:
+        registry.register(engine, name, spec_json, spec.n_trials, spec.timeout_s, owner, max_active)
+    except BaseException:
+        optuna.delete_study(study_name=name, storage=storage)
+        raise
     return name
 
 

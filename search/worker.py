@@ -44,7 +44,9 @@ class WorkerOptions:
     grace_period: int = GRACE_PERIOD_S
     torch_threads: int | None = None
     max_trials: int | None = None  # this worker's own cap (tests, draining)
-    device: str | None = None  # overrides the spec's training.device (one worker per GPU)
+    device: str | None = None  # overrides the spec's training.device
+    # replaces training.device "auto" only (``serve`` gives each worker its own GPU this way)
+    auto_device: str | None = None
 
 
 @dataclass
@@ -106,10 +108,16 @@ class Worker:
         cap = self.options.max_trials
         return cap is not None and self.trials_run >= cap
 
+    def _device(self, asked: str) -> str:
+        if self.options.device:
+            return self.options.device
+        if asked == "auto" and self.options.auto_device:
+            return self.options.auto_device
+        return asked
+
     def _context(self, spec: StudySpec) -> RunContext:
         cfg: RunConfig = build_run_config(spec, {})
-        if self.options.device:
-            cfg.train.device = self.options.device
+        cfg.train.device = self._device(cfg.train.device)
         key = context_key(cfg)
         if key not in self._contexts:
             if len(self._contexts) >= 2:  # bounded memory: drop the oldest study's data
@@ -119,8 +127,7 @@ class Worker:
 
     def _load(self, run: registry.StudyRun) -> tuple[StudySpec, optuna.Study]:
         spec = StudySpec.model_validate(run.spec)
-        if self.options.device:
-            spec.training.device = self.options.device
+        spec.training.device = self._device(spec.training.device)
         study = optuna.load_study(
             study_name=run.study_name,
             storage=self.storage,

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from search.artifacts import make_artifact_store
 from search.storage import make_engine, make_storage
 
+from . import openapi
 from .api import router
 from .dashboard import dashboard_app
 from .deps import ServiceState
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
+    openapi.install(app)
     # Last: everything the API does not answer goes to optuna-dashboard (see dashboard.py).
     state = app.state.kdsearch
     app.mount(

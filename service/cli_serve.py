@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from .cli_search import _check_url, default_artifact_dir, default_database_url
@@ -16,6 +17,18 @@ def register(sub: Any) -> None:
     p.add_argument("--database-url", default=None, help="default: $KDSEARCH_DATABASE_URL")
     p.add_argument("--artifact-dir", default=None, help="default: $KDSEARCH_ARTIFACT_DIR")
     p.add_argument("--open", action="store_true", help="allow requests without an API key")
+    p.add_argument(
+        "--worker-index",
+        type=int,
+        default=None,
+        help="first worker's sampler-seed offset (default: random; fix it to reproduce a run)",
+    )
+    p.add_argument(
+        "--devices",
+        default=None,
+        help="comma-separated devices for studies on device 'auto', round-robin over the "
+        "workers, e.g. cuda:0,cuda:1 (default: every visible GPU, else the CPU)",
+    )
     p.set_defaults(handler=cmd_serve)
 
 
@@ -36,4 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.open:
         overrides["open_mode"] = True
     settings = Settings(**overrides)
-    return serve(args.host, args.port, args.workers, settings)
+    devices = None
+    if args.devices is not None:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        bad = [d for d in devices if d != "cpu" and not re.fullmatch(r"cuda(:\d+)?", d)]
+        if bad:
+            raise ConfigError(f"--devices: {bad[0]!r} is not a device: use cpu, cuda or cuda:N")
+    return serve(args.host, args.port, args.workers, settings, args.worker_index, devices)

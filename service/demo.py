@@ -179,6 +179,8 @@ def running_server(
         str(port),
         "--workers",
         "1",
+        "--worker-index",
+        "0",  # the demo is reproducible: the same trials every run
         "--open",
         "--database-url",
         f"sqlite:///{(out / 'kdsearch.db').resolve()}",

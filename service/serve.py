@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import multiprocessing as mp
 import os
+import secrets
 import signal
 import threading
 from collections.abc import Iterator
@@ -111,23 +112,57 @@ def _server(app: object, host: str, port: int) -> object:
     return Server(uvicorn.Config(app, host=host, port=port, log_level="info"))  # type: ignore[arg-type]
 
 
-def serve(host: str, port: int, workers: int, settings: Settings) -> int:
+def visible_gpus() -> list[str]:
+    """``cuda:0 ... cuda:K-1`` for the visible CUDA devices (no CUDA context is created)."""
+    try:
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    except Exception:  # a broken driver: CPU workers
+        return []
+
+
+def worker_options(
+    workers: int,
+    settings: Settings,
+    base_index: int | None = None,
+    devices: list[str] | None = None,
+) -> list[WorkerOptions]:
+    """One option set per embedded worker.
+
+    Sampler seeds: ``base_index + i``; the base is random unless given, so two servers
+    (or a restarted one) on the same database do not propose the same trials again.
+    Devices: round-robin over ``devices`` (default: the visible GPUs), used where a
+    study's ``training.device`` is ``auto``: one worker per GPU.
+    """
+    base = base_index if base_index is not None else secrets.randbelow(10**6)
+    devices = visible_gpus() if devices is None else devices
+    threads = default_threads(workers) if workers else None
+    return [
+        WorkerOptions(
+            settings.database_url,
+            settings.artifact_dir,
+            worker_index=base + i,
+            torch_threads=threads,
+            auto_device=devices[i % len(devices)] if devices else None,
+        )
+        for i in range(workers)
+    ]
+
+
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    settings: Settings,
+    base_index: int | None = None,
+    devices: list[str] | None = None,
+) -> int:
     from .app import create_app
 
     app = create_app(settings)  # applies migrations: the schema is checked at start-up
     check_exposure(host, settings, any_active_key(app.state.kdsearch.engine))
-    threads = default_threads(workers) if workers else None
-    pool = WorkerPool(
-        [
-            WorkerOptions(
-                settings.database_url,
-                settings.artifact_dir,
-                worker_index=i,
-                torch_threads=threads,
-            )
-            for i in range(workers)
-        ]
-    )
+    pool = WorkerPool(worker_options(workers, settings, base_index, devices))
     pool.start()
     server: Any = _server(app, host, port)
     try:

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from distill.errors import ConfigError
-from service.serve import check_exposure, is_loopback
+from search.worker import Worker, WorkerOptions
+from service.serve import check_exposure, is_loopback, worker_options
 from service.settings import Settings
 
 from .search_helpers import tiny_spec
@@ -95,6 +96,46 @@ def test_refuses_public_bind_without_keys(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "refusing to serve on 0.0.0.0 with no API keys" in proc.stderr
+
+
+def test_embedded_workers_get_distinct_seeds_and_one_gpu_each(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'kd.db'}")
+    opts = worker_options(3, settings, base_index=7, devices=["cuda:0", "cuda:1"])
+    assert [o.worker_index for o in opts] == [7, 8, 9]
+    assert [o.auto_device for o in opts] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert [o.auto_device for o in worker_options(2, settings, devices=[])] == [None, None]
+    # A random base by default: two servers (or a restart) do not repeat sampler seeds.
+    bases = {worker_options(1, settings, devices=[])[0].worker_index for _ in range(5)}
+    assert len(bases) > 1
+    # auto_device replaces only "auto"; an explicit --device replaces anything.
+    worker = Worker(WorkerOptions(settings.database_url, str(tmp_path), auto_device="cuda:1"))
+    assert worker._device("auto") == "cuda:1"
+    assert worker._device("cpu") == "cpu"
+    worker.options.device = "cuda:3"
+    assert worker._device("cpu") == "cuda:3"
+
+
+def test_serve_rejects_a_bad_device_list(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--workers",
+            "1",
+            "--devices",
+            "gpu0",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'kd.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--devices: 'gpu0' is not a device: use cpu, cuda or cuda:N" in proc.stderr
 
 
 def test_restart_mid_study_resumes_it(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import HTTPException
-from sqlalchemy.engine import Engine
 
 from search import registry
 from search.spec import StudySpec
@@ -96,12 +95,9 @@ def check_spec(spec: StudySpec, settings: Settings) -> None:
         check_model("student.path", spec.student.path, settings)
 
 
-def check_quota(engine: Engine, owner: str, settings: Settings) -> None:
-    mine = [r for r in registry.active(engine) if r.owner == owner]
-    if len(mine) >= settings.max_active_studies_per_key:
-        raise HTTPException(
-            429,
-            f"owner {owner!r} already has {len(mine)} queued or running studies (limit "
-            f"{settings.max_active_studies_per_key}): wait for one to finish or cancel one "
-            "with POST /v1/studies/{id}/cancel",
-        )
+def quota_error(exc: registry.QuotaExceeded) -> HTTPException:
+    return HTTPException(
+        429,
+        f"owner {exc.owner!r} already has {exc.active} queued or running studies (limit "
+        f"{exc.limit}): wait for one to finish or cancel one with POST /v1/studies/{{id}}/cancel",
+    )

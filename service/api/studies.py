@@ -18,6 +18,7 @@ from search.leaderboard import pareto_front, recommended_trial, trial_metrics
 from search.spec import StudySpec
 
 from ..deps import Caller, Run, ServiceState, State, load_study
+from ..openapi import spec_request_body
 from ..schemas import (
     CancelOut,
     ErrorOut,
@@ -31,22 +32,12 @@ from ..schemas import (
     describe_errors,
     json_safe,
 )
-from .safety import check_quota, check_spec
+from .safety import check_spec, quota_error
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 429)
-}
-SPEC_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"type": "object", "description": "a study spec (search.spec.StudySpec)"}
-            }
-        },
-    }
 }
 
 
@@ -86,20 +77,23 @@ async def spec_body(request: Request, state: State) -> StudySpec:
         raise HTTPException(422, describe_errors(exc.errors())) from None
 
 
-@router.post("", status_code=201, responses=ERRORS, openapi_extra=SPEC_BODY)
+@router.post("", status_code=201, responses=ERRORS, openapi_extra=spec_request_body())
 def create_study(
     state: State, principal: Caller, spec: Annotated[StudySpec, Depends(spec_body)]
 ) -> StudyCreated:
     check_spec(spec, state.settings)
-    check_quota(state.engine, principal.owner, state.settings)
     # Ids are ours (the spec's name is a label): URL-safe and never shared between owners.
-    name = study_mod.create(
-        state.engine,
-        state.storage,
-        spec,
-        study_name=f"kd-{uuid.uuid4().hex[:12]}",
-        owner=principal.owner,
-    )
+    try:
+        name = study_mod.create(
+            state.engine,
+            state.storage,
+            spec,
+            study_name=f"kd-{uuid.uuid4().hex[:12]}",
+            owner=principal.owner,
+            max_active=state.settings.max_active_studies_per_key,
+        )
+    except registry.QuotaExceeded as exc:
+        raise quota_error(exc) from None
     return StudyCreated(id=name, status="queued", links=links(name))
 
 
