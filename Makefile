@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: venv test lint typecheck pytest demo bench data clean
+.PHONY: browser venv test lint typecheck pytest faults demo bench bench-quick data clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/kdsearch data fetch
 	touch $(STAMP)
 
+# Headless Chromium renders the confidence report in its test (Debian package `chromium`).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	    echo "installing Debian's chromium for the report test"; \
+	    if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	    else sudo -n apt-get install -y -q chromium >/dev/null; fi; }
+	@test -x $(CHROMIUM) || { echo "need $(CHROMIUM): apt-get install chromium"; exit 1; }
+
 data: $(STAMP)
 	$(BIN)/kdsearch data fetch
 
@@ -35,17 +44,32 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
+faults: $(STAMP)
+	$(BIN)/pytest -q tests/faults
+
 demo: $(STAMP)
 	$(BIN)/python -m service.demo
 
+# bench: the whole suite into bench/RESULTS.md (api_load and worker_scaling need PostgreSQL
+# on 127.0.0.1:5432, or KDSEARCH_BENCH_PG); bench-quick: smoke runs that write nothing.
 bench: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --case pred inter --student-layers 2 3 --write bench/RESULTS.md
 	$(BIN)/python bench/search_efficiency.py --write bench/RESULTS.md
+	$(BIN)/python bench/api_load.py --write bench/RESULTS.md
+	$(BIN)/python bench/worker_scaling.py --write bench/RESULTS.md
+	$(BIN)/python bench/paper_check.py --write bench/RESULTS.md
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/distill_throughput.py --n-train 128 --student-layers 2 --case pred inter
+	$(BIN)/python bench/search_efficiency.py --quick
+	$(BIN)/python bench/api_load.py --quick
+	$(BIN)/python bench/worker_scaling.py --quick
+	$(BIN)/python bench/paper_check.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("optuna", "sqlalchemy", "httpx"):
+    for noisy in ("optuna", "sqlalchemy", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("OPTUNA_VERBOSITY", "WARNING")
     parser = _build_parser()
