@@ -18,6 +18,7 @@ from search.storage import make_engine, make_storage
 
 from . import openapi
 from .api import router
+from .api.report import router as report_router
 from .dashboard import dashboard_app
 from .deps import ServiceState
 from .schemas import describe_errors
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
+    app.include_router(report_router)  # GET /v1/studies/{id}/report
     openapi.install(app)
     # Last: everything the API does not answer goes to optuna-dashboard (see dashboard.py).
     state = app.state.kdsearch

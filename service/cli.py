@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distill.errors import KDSearchError
 
-from . import cli_db, cli_distill, cli_keys, cli_search, cli_serve
+from . import cli_db, cli_distill, cli_keys, cli_report, cli_search, cli_serve
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_db.register(sub)
     cli_keys.register(sub)
     cli_serve.register(sub)
+    cli_report.register(sub)
     return parser
 
 
