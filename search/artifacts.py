@@ -9,6 +9,7 @@ k), so disk use stays bounded however many trials run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import tarfile
 import tempfile
@@ -20,6 +21,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine
+
+from distill.errors import KDSearchError
 
 from . import registry
 from .leaderboard import is_feasible, pareto_front, recommendation_key, recommended_trial
@@ -58,10 +61,33 @@ def archive_folder(folder: Path, out: Path) -> Path:
     return out
 
 
+class ArtifactStoreError(KDSearchError):
+    """The artifact store refused a write (permissions, a full disk, ...)."""
+
+
+def store_failure(exc: OSError, name: str) -> ArtifactStoreError:
+    """A trial error that names the artifact folder and what to do about it."""
+    where = str(Path(exc.filename).parent) if exc.filename else "the artifact store"
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = f"the artifact directory {where} is not writable ({reason}): make it writable"
+        what += " for the worker's user"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"the artifact directory {where} is full ({reason}): free some space"
+    else:
+        what = f"cannot write to the artifact store at {where} ({reason})"
+    return ArtifactStoreError(f"{name} was not stored: {what}")
+
+
 def upload(
     store: Any, engine: Engine, trial: optuna.Trial, path: Path, kind: str, name: str
 ) -> str:
-    artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+    try:
+        artifact_id = upload_artifact(
+            artifact_store=store, file_path=str(path), study_or_trial=trial
+        )
+    except OSError as exc:
+        raise store_failure(exc, name) from exc
     registry.record_artifact(
         engine,
         trial.study.study_name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import traceback
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from .artifacts import upload_trial_outputs
 from .pruning import DominancePruner, record_intermediate
 from .space import apply_params
 from .spec import StudySpec
+from .storage import database_unavailable, first_line
 
 # A metric that is undefined for a trial (e.g. conf_sigma with < 2 both-correct examples)
 # scores as its worst possible value, so the sampler steers away from it.
@@ -91,6 +93,7 @@ class TrialObjective:
         self.space = spec.parsed_space()
         self.should_abort = should_abort
         self.last_trial_number: int | None = None
+        self.database_failed = False  # the last trial failed because the database did
         p = spec.pruner
         self.multi = len(spec.objectives) > 1
         self.dominance = (
@@ -134,6 +137,14 @@ class TrialObjective:
             trial.set_user_attr("error", str(exc))
             raise
         except Exception as exc:
+            if database_unavailable(exc):
+                # The database failed, not the trial: the worker gives its slot back, so
+                # the budget still buys n_trials real results.
+                self.database_failed = True
+                with contextlib.suppress(Exception):
+                    trial.set_user_attr("abandoned", True)
+                    trial.set_user_attr("error", f"the database was unreachable: {first_line(exc)}")
+                raise
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
             raise

@@ -7,6 +7,7 @@ Pools are bounded and pre-pinged so a restarted database costs a retry, not a cr
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +15,14 @@ from typing import Any
 
 import optuna
 import sqlalchemy as sa
+from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import Engine
 
 from . import registry
+
+log = logging.getLogger("kdsearch.storage")
 
 DEFAULT_URL = "sqlite:///./kdsearch.db"
 HEARTBEAT_INTERVAL_S = 10
@@ -76,6 +80,60 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _outage(exc: BaseException) -> sa.exc.DBAPIError | None:
+    seen: BaseException | None = exc
+    for _ in range(20):  # the cause/context chain (Optuna wraps, and re-raises in finally)
+        if seen is None:
+            break
+        if isinstance(seen, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return seen
+        if isinstance(seen, sa.exc.DBAPIError) and seen.connection_invalidated:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Is this (or what caused it) the database being unreachable, e.g. restarting?
+
+    Connection-level errors only (refused, dropped, shutting down; SQLite's "database is
+    locked"): worth waiting out. A schema or data error is not, and stays fatal.
+    """
+    return _outage(exc) is not None
+
+
+def first_line(exc: BaseException) -> str:
+    """The driver's own words for an outage (not Optuna's wrapper), on one line."""
+    cause = _outage(exc)
+    text = str(cause.orig if cause is not None and cause.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class OutageTolerantStorage(RDBStorage):
+    """``RDBStorage`` whose heartbeat outlives a database outage.
+
+    Optuna's heartbeat thread dies at its first failed write (a traceback, then silence), so
+    a trial still running when the database restarts would look dead to other workers once
+    the grace period passed, and be failed under its worker. Here a failed beat is logged
+    and the next one tried on schedule; only an outage longer than the grace period makes
+    the trial stale, as it should.
+    """
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except (StorageInternalError, sa.exc.SQLAlchemyError) as exc:
+            if not database_unavailable(exc):
+                raise
+            log.warning(
+                "heartbeat of trial id %d not recorded, the database is unreachable (%s); "
+                "trying again in %ss",
+                trial_id,
+                first_line(exc),
+                self.heartbeat_interval,
+            )
+
+
 class SlotReleasingRetry:
     """Heartbeat-stale trials: fail them, enqueue a retry, and give their budget slot back.
 
@@ -103,7 +161,7 @@ def make_storage(
     if is_sqlite(url):
         _enable_wal(url)
     engine = engine or make_engine(url)
-    return RDBStorage(
+    return OutageTolerantStorage(
         url,
         engine_kwargs=engine_kwargs(url),
         heartbeat_interval=heartbeat_interval,

@@ -27,7 +27,14 @@ from . import study as study_mod
 from .artifacts import apply_keep_policy, make_artifact_store
 from .objective import StopRequested, TrialObjective, build_run_config
 from .spec import StudySpec
-from .storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, make_engine, make_storage
+from .storage import (
+    GRACE_PERIOD_S,
+    HEARTBEAT_INTERVAL_S,
+    database_unavailable,
+    first_line,
+    make_engine,
+    make_storage,
+)
 
 log = logging.getLogger("kdsearch.worker")
 
@@ -57,6 +64,8 @@ class Worker:
     aborting: bool = False
     trials_run: int = 0
     _contexts: dict[str, RunContext] = field(default_factory=dict)
+    # budget slots to give back once the database answers again (see _one_trial)
+    _unreleased: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         o = self.options
@@ -84,25 +93,61 @@ class Worker:
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> int:
-        """Work until stopped (or idle, with ``exit_when_idle``); returns trials run."""
+        """Work until stopped (or idle, with ``exit_when_idle``); returns trials run.
+
+        A database outage (a restart, a network cut) is waited out, not fatal: the round is
+        retried with a growing pause. A trial it interrupted is retried: its slot goes back
+        to the budget, or its heartbeat stops and it is failed and retried as stale.
+        """
+        log.info("worker %d ready: looking for studies", self.options.worker_index)
+        outage = 0
         while not self.stopping:
-            runs = [
-                r
-                for r in registry.active(self.engine)
-                if self.options.only_studies is None or r.study_name in self.options.only_studies
-            ]
-            if not runs and self.options.exit_when_idle:
+            try:
+                done = self._round()
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                outage += 1
+                pause = min(30.0, self.options.poll_s * 2 ** min(outage, 4))
+                log.warning(
+                    "the database is unreachable (%s); retrying in %.0fs", first_line(exc), pause
+                )
+                self._sleep(pause)
+                continue
+            if outage:
+                log.info("the database answers again")
+                outage = 0
+            if done:
                 break
-            worked = False
-            for run in runs:
-                if self.stopping:
-                    break
-                worked |= self._work_on(run)
-            if self._cap_reached():
-                break
-            if not worked:
-                time.sleep(self.options.poll_s)
         return self.trials_run
+
+    def _round(self) -> bool:
+        """One pass over the active studies; True when this worker should exit."""
+        while self._unreleased:
+            registry.release(self.engine, self._unreleased[0])
+            self._unreleased.pop(0)
+        runs = [
+            r
+            for r in registry.active(self.engine)
+            if self.options.only_studies is None or r.study_name in self.options.only_studies
+        ]
+        if not runs and self.options.exit_when_idle:
+            return True
+        worked = False
+        for run in runs:
+            if self.stopping:
+                break
+            worked |= self._work_on(run)
+        if self._cap_reached():
+            return True
+        if not worked:
+            self._sleep(self.options.poll_s)
+        return False
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(min(0.5, end - time.monotonic()))
 
     def _cap_reached(self) -> bool:
         cap = self.options.max_trials
@@ -145,6 +190,9 @@ class Worker:
             return True
         if run.claimed >= run.n_trials and not self._deadline_passed(run):
             return False
+        if run.status == "queued":  # visible progress while the teacher and data are prepared
+            registry.set_status(self.engine, name, "running")
+            log.info("study %s: preparing data, teacher and teacher logits", name)
         try:
             ctx = self._context(spec)
         except KDSearchError as exc:
@@ -180,11 +228,20 @@ class Worker:
         self, study: optuna.Study, objective: TrialObjective, name: str, spec: StudySpec
     ) -> None:
         objective.last_trial_number = None
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        objective.database_failed = False
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        except Exception:
+            # Optuna could not start or store the trial (the database went away). A trial
+            # never created gives its slot back when the database returns; one left RUNNING
+            # goes stale, and the stale callback fails, retries and releases it.
+            if objective.last_trial_number is None:
+                self._unreleased.append(name)
+            raise
         self.trials_run += 1
         number = objective.last_trial_number
         mine = study.get_trials(deepcopy=False)[number] if number is not None else None
-        if mine is not None and mine.user_attrs.get("abandoned"):
+        if mine is not None and (mine.user_attrs.get("abandoned") or objective.database_failed):
             registry.release(self.engine, name)
         try:
             deleted = apply_keep_policy(self.store, self.engine, study, spec.keep)

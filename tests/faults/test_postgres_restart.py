@@ -1,0 +1,102 @@
+"""Fault: the database goes away while a ``kdsearch worker`` runs a study: a real
+PostgreSQL restart (every connection drops), and outages of the study's own database
+(exact, and invisible to other users of the cluster), idle and mid-trial.
+
+The worker must live through all of it without a traceback, fail and retry what an outage
+cut off, and finish the budget with every earlier result intact.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from search import registry
+from search import study as study_mod
+from search.runner import create_study
+from search.storage import make_engine, make_storage
+
+from ._support import (
+    assert_no_crash,
+    assert_none_running,
+    assert_nothing_lost,
+    database_outage,
+    fault_spec,
+    restart_postgres,
+    snapshot,
+    start_process,
+    states,
+    trials_of,
+    wait_for,
+    worker_args,
+)
+
+pytestmark = pytest.mark.faults
+
+
+def test_worker_rides_out_database_outages(fault_teacher: str, pg_url: str, tmp_path: Path) -> None:
+    art = tmp_path / "art"
+    beat = ("--heartbeat-interval", "1", "--grace-period", "4")
+    worker = start_process(*worker_args(pg_url, art, *beat), log=tmp_path / "worker.log")
+    retries = lambda: worker.output().count("retrying in")  # noqa: E731
+    try:
+        # 1. idle: the worker polls for studies while its database is away
+        wait_for(
+            lambda: "ready: looking for studies" in worker.output(),
+            300,
+            "the worker",
+            procs=[worker],
+        )
+        with database_outage(pg_url):
+            wait_for(lambda: retries() >= 1, 60, "the worker to notice", procs=[worker])
+        wait_for(
+            lambda: "the database answers again" in worker.output(),
+            120,
+            "the worker to reconnect",
+            procs=[worker],
+        )
+        engine = make_engine(pg_url)
+        storage = make_storage(pg_url, engine)
+        name = create_study(fault_spec(fault_teacher, n_trials=3), pg_url)
+
+        def running_after(done: int) -> bool:
+            s = states(trials_of(storage, name))
+            return s.get("COMPLETE", 0) >= done and s.get("RUNNING", 0) == 1
+
+        # 2. PostgreSQL restarts mid-trial: heartbeats and pooled connections meet it
+        wait_for(
+            lambda: running_after(1), 400, "a COMPLETE trial and a RUNNING one", procs=[worker]
+        )
+        before = snapshot(engine, storage, name, art)
+        restart_postgres()
+        assert worker.alive(), worker.tail()
+
+        # 3. a long outage over the end of a trial: its last writes fail, it goes stale
+        wait_for(lambda: running_after(2), 400, "two COMPLETE and a RUNNING", procs=[worker])
+        before = snapshot(engine, storage, name, art)
+        noticed = retries()
+        with database_outage(pg_url):
+            wait_for(
+                lambda: retries() > noticed, 300, "the trial to reach the database", procs=[worker]
+            )
+        wait_for(
+            lambda: (r := registry.get(engine, name)) is not None and r.status == "completed",
+            400,
+            "the study to complete after the outages",
+            procs=[worker],
+        )
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(120) == 0, worker.tail()
+    finally:
+        worker.stop()
+    assert_no_crash(worker)  # the heartbeat thread lived through it, too
+    trials = trials_of(storage, name)
+    assert_none_running(trials)
+    counted = [t for t in trials if study_mod.counted(t)]
+    assert [t.state for t in counted] == [TrialState.COMPLETE] * 3, states(trials)
+    run = registry.get(engine, name)
+    assert run is not None and run.claimed == 3
+    assert_nothing_lost(engine, storage, name, art, before)
