@@ -12,9 +12,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from optuna.exceptions import StorageInternalError
+from sqlalchemy import exc as sa_exc
 
 from search.artifacts import make_artifact_store
-from search.storage import make_engine, make_storage
+from search.storage import database_unavailable, make_engine, make_storage
 
 from . import openapi
 from .api import router
@@ -30,6 +32,28 @@ log = logging.getLogger(__name__)
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse({"detail": describe_errors(exc.errors())}, status_code=422)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A restarting database, or every pooled connection busy: the client should retry.
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "database: busy or unreachable right now: retry in a few seconds"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    # Optuna wraps SQLAlchemy's errors: an outage or a full pool is still a 503.
+    causes = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        causes.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if database_unavailable(exc) or any(isinstance(c, sa_exc.TimeoutError) for c in causes):
+        return await _database_unavailable(request, exc)
+    return await _internal_error(request, exc)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -56,6 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         artifact_store=make_artifact_store(settings.artifact_dir),
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for busy in (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError):
+        app.add_exception_handler(busy, _database_unavailable)
+    app.add_exception_handler(StorageInternalError, _storage_error)
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
     app.include_router(report_router)  # GET /v1/studies/{id}/report

@@ -163,13 +163,24 @@ def serve(
     app = create_app(settings)  # applies migrations: the schema is checked at start-up
     check_exposure(host, settings, any_active_key(app.state.kdsearch.engine))
     pool = WorkerPool(worker_options(workers, settings, base_index, devices))
-    pool.start()
     server: Any = _server(app, host, port)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        # Active outside uvicorn's own handling: before it takes the signals (start-up:
+        # stop the server) and after it gives them back (workers finishing: a second
+        # signal is passed on to them, which abandons their trials).
+        if stopping:
+            pool.forward(signal.SIGTERM)
+        else:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    pool.start()
     try:
         server.run()
     finally:
-        # While workers finish their trials, another signal is passed on to them (abandon).
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, frame: pool.forward(signal.SIGTERM))
+        stopping = True
         pool.stop()
     return 0

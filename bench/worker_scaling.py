@@ -1,0 +1,302 @@
+"""Worker scaling: trials per minute with 1 and 2 ``kdsearch worker`` processes on PostgreSQL.
+
+Each configuration gets its own throwaway PostgreSQL database and a fresh study of short
+trials (created with ``search.runner.create_study``, as ``kdsearch study create`` does):
+builtin rotten_tomatoes capped to 320/96 snippets, max_length 48, the builtin MiniLM teacher
+fine-tuned once (3 epochs, cached under ``$KDSEARCH_HOME`` before any worker starts), a
+2-layer truncated student, half an epoch per trial, TPE, no pruning (every trial does the same
+work). Then N ``kdsearch worker --exit-when-idle`` processes are started together and timed
+until the last one exits, while a thread counts the database's connections
+(``pg_stat_activity``) every 0.5 s.
+
+Configurations (``--configs``, ``WORKERSxTHREADS``, threads 0 = the worker's default):
+
+- ``1x0``: one worker; with no ``--threads`` it leaves torch at its default, one thread per
+  core (``torch.get_num_threads()``), so it uses every core alone;
+- ``2x0``: two workers, each with torch's default: on a machine with fewer cores than
+  workers x threads they oversubscribe the CPU (what two bare ``kdsearch worker`` give);
+- ``2x1``: two workers with ``--threads 1``: one thread each, cores shared out.
+
+Reported: trials per minute over the wall clock (launch to exit, start-up included) and over
+the busy window (first trial start to last trial end), the ratio to the one-worker run, the
+mean trial duration, and peak / mean database connections.
+
+    .venv/bin/python bench/worker_scaling.py --write bench/RESULTS.md
+    .venv/bin/python bench/worker_scaling.py --quick      # 4 trials per configuration
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OPTUNA_VERBOSITY", "WARNING")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import optuna  # noqa: E402
+import torch  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
+from bench._pg import (  # noqa: E402
+    PG_ADMIN,
+    ConnectionSampler,
+    kdsearch_cmd,
+    postmaster_started,
+    throwaway_database,
+)
+from bench._report import cpu_model, write_section  # noqa: E402
+from search import registry  # noqa: E402
+from search.runner import create_study  # noqa: E402
+from search.spec import StudySpec  # noqa: E402
+from search.storage import make_engine, make_storage  # noqa: E402
+
+SECTION = "## Worker scaling"
+
+
+def make_spec(args: argparse.Namespace) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": "worker-scaling",
+            "data": {
+                "source": "builtin:rotten_tomatoes",
+                "max_train": 320,
+                "max_eval": 96,
+                "max_length": 48,
+            },
+            "teacher": {
+                "model": "builtin:minilm-l6",
+                "recipe": {"epochs": 3, "lr": 1.5e-4, "batch_size": 16},
+            },
+            "student": {"kind": "truncate", "num_layers": 2},
+            "search_space": {
+                "temperature": {"low": 1.0, "high": 4.0},
+                "alpha": {"low": 0.0, "high": 1.0},
+                "lr": {"low": 5e-5, "high": 3e-4, "log": True},
+                "epochs": args.epochs,
+                "batch_size": 32,
+            },
+            "pruner": {"name": "none"},
+            "n_trials": args.trials,
+            "seed": 0,
+        }
+    )
+
+
+def prepare(spec: StudySpec) -> float:
+    """Fine-tune the teacher and cache its logits now, so no worker pays for it."""
+    from distill.context import prepare_context
+    from search.objective import build_run_config
+
+    started = time.perf_counter()
+    prepare_context(build_run_config(spec, {}))
+    return time.perf_counter() - started
+
+
+def run_config(
+    args: argparse.Namespace, spec: StudySpec, workers: int, threads: int
+) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        url, pg_version = stack.enter_context(throwaway_database(args.pg_admin))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kd-bench-"))
+        name = create_study(spec, url)
+        cmd = [*kdsearch_cmd(), "worker", "--database-url", url, "--artifact-dir", f"{tmp}/art"]
+        cmd += ["--exit-when-idle"] + (["--threads", str(threads)] if threads else [])
+        logs = [Path(tmp) / f"worker{i}.log" for i in range(workers)]
+        outs = [stack.enter_context(log.open("w")) for log in logs]
+        sampler = ConnectionSampler(args.pg_admin, url.rsplit("/", 1)[1]).start()
+        stack.callback(sampler.stop)
+        pg_started = postmaster_started(args.pg_admin)
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen([*cmd, "--worker-index", str(i)], stdout=out, stderr=subprocess.STDOUT)
+            for i, out in enumerate(outs)
+        ]
+        try:
+            codes = [p.wait(args.timeout) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(10)
+        wall = time.perf_counter() - started
+        sampler.stop()
+        restarted = postmaster_started(args.pg_admin) != pg_started
+        if any(codes):
+            tails = "\n".join(log.read_text()[-2000:] for log in logs)
+            raise SystemExit(f"a worker failed (exit codes {codes}):\n{tails}")
+        done = [log.read_text().strip().splitlines()[-1] for log in logs]  # worker done: N trials
+        engine = make_engine(url)
+        study = optuna.load_study(study_name=name, storage=make_storage(url, engine))
+        trials = study.get_trials(deepcopy=False)
+        run = registry.get(engine, name)
+        engine.dispose()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    first = min(t.datetime_start for t in trials if t.datetime_start is not None)
+    last = max(t.datetime_complete for t in trials if t.datetime_complete is not None)
+    busy = (last - first).total_seconds()
+    conns = sampler.summary()
+    return {
+        "workers": workers,
+        "threads": threads,
+        "trials": len(trials),
+        "complete": len(complete),
+        "per_worker": [int(line.split()[2]) for line in done],
+        "status": run.status if run else "?",
+        "wall_s": wall,
+        "busy_s": busy,
+        "per_min_wall": 60 * len(complete) / wall,
+        "per_min_busy": 60 * len(complete) / busy,
+        "trial_s": statistics.fmean(
+            t.duration.total_seconds() for t in complete if t.duration is not None
+        ),
+        "conn_peak": conns["peak"],
+        "conn_mean": conns["mean"],
+        "conn_samples": conns["samples"],
+        "conn_dropped": conns["dropped"],
+        "pg_restarted": restarted,
+        "states": {st.name: n for st in TrialState if (n := sum(t.state == st for t in trials))},
+        "load_after": os.getloadavg()[0],
+        "pg_version": pg_version,
+    }
+
+
+def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    exe = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
+    base = next((r for r in rows if r["workers"] == 1), rows[0])
+    default = info["default_threads"]
+    lines = [
+        SECTION,
+        "",
+        f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}  ",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores (torch's default: {default} "
+        f"threads per process); PostgreSQL {info['pg_version']} on 127.0.0.1; torch "
+        f"{torch.__version__}; optuna {optuna.__version__}; Python {platform.python_version()};"
+        f" 1-min load average {info['load'][0]:.2f} at start, {info['load'][1]:.2f} at end  ",
+        f"Command: `{shlex.join([exe, *sys.argv])}`  ",
+        f"Runtime: {info['runtime_s'] / 60:.1f} min ({info['prepare_s']:.0f} s of it preparing "
+        "the teacher and its logits)",
+        "",
+        f"Per configuration: a fresh PostgreSQL database and study of {args.trials} trials "
+        "(builtin rotten_tomatoes, 320 training / 96 validation snippets, max_length 48; "
+        f"2-layer truncated student, {args.epochs:g} epoch(s) of batch 32 per trial; TPE, no "
+        "pruning), then `kdsearch worker --exit-when-idle` x N started together; wall = launch "
+        "to the last exit (start-up, teacher load from cache, study completion included); busy "
+        "= first trial start to last trial end. Connections: `SELECT count(*) FROM "
+        "pg_stat_activity WHERE datname = <db>` every 0.5 s while the workers run.",
+        "",
+        "| workers | torch threads per worker | trials (per worker) | wall s | trials/min (wall)"
+        " | vs 1 worker | busy s | trials/min (busy) | vs 1 worker | mean trial s | DB "
+        "connections peak | mean |",
+        "|" + " --- |" * 12,
+    ]
+    for r in rows:
+        threads = r["threads"] or f"{default} (default)"
+        lines.append(
+            f"| {r['workers']} | {threads} | {r['complete']}/{r['trials']} "
+            f"({' + '.join(map(str, r['per_worker']))}) | {r['wall_s']:.0f} | "
+            f"{r['per_min_wall']:.2f} | {r['per_min_wall'] / base['per_min_wall']:.2f}x | "
+            f"{r['busy_s']:.0f} | {r['per_min_busy']:.2f} | "
+            f"{r['per_min_busy'] / base['per_min_busy']:.2f}x | {r['trial_s']:.1f} | "
+            f"{r['conn_peak']} | {r['conn_mean']:.1f} |"
+        )
+    lines += [
+        "",
+        "`vs 1 worker` = trials/min divided by the one-worker run's. Threads: `kdsearch worker` "
+        "sets `torch.set_num_threads` only when given `--threads`; without it each worker "
+        f"takes torch's default ({default} here, one per core), so two default workers run "
+        f"{2 * default} compute threads on {os.cpu_count()} cores. (`kdsearch serve --workers "
+        "N` and `kdsearch study run --workers N` divide the cores instead: "
+        "`search.worker.default_threads`.) Each worker holds two SQLAlchemy pools (kdsearch's "
+        "engine and Optuna's RDBStorage, each `pool_size=2, max_overflow=3`), so at most 10 "
+        "connections per worker. The machine's 2 cores are shared with other jobs: compare "
+        "rows of one run, not absolute figures across runs.",
+        "",
+    ]
+    for r in rows:
+        if r["pg_restarted"] or r["conn_dropped"] or set(r["states"]) != {"COMPLETE"}:
+            lines[-1:-1] = [
+                "",
+                f"Disturbed: {r['workers']}x{r['threads']}: PostgreSQL "
+                f"{'restarted' if r['pg_restarted'] else 'kept running'}, dropped the "
+                f"sampler's connection {len(r['conn_dropped'])} time(s); trial states "
+                f"{r['states']}.",
+            ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--trials", type=int, default=8, help="trials per study (configuration)")
+    p.add_argument("--epochs", type=float, default=0.5, help="training epochs per trial")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=["1x0", "2x0", "2x1"],
+        help="WORKERSxTHREADS (threads 0: the worker's default)",
+    )
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
+    p.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE")
+    p.add_argument("--quick", action="store_true", help="4 trials of 0.5 epoch")
+    p.add_argument("--write", type=Path, help="markdown file to put the section in")
+    p.add_argument("--json", type=Path, help="dump raw results here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.trials = 4
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
+    spec = make_spec(args)
+    default_threads = torch.get_num_threads()  # what a worker without --threads keeps
+    prepare_s = prepare(spec)
+    print(f"teacher and logits ready in {prepare_s:.1f} s", flush=True)
+    rows = []
+    for config in args.configs:
+        workers, threads = (int(x) for x in config.split("x"))
+        r = run_config(args, spec, workers, threads)
+        print(
+            f"{workers} worker(s), threads {threads or 'default'}: {r['complete']} trials in "
+            f"{r['wall_s']:.0f} s ({r['per_min_wall']:.2f}/min wall, {r['per_min_busy']:.2f}/min"
+            f" busy), connections peak {r['conn_peak']} mean {r['conn_mean']:.1f}",
+            flush=True,
+        )
+        rows.append(r)
+    info = {
+        "pg_version": rows[0]["pg_version"],
+        "default_threads": default_threads,
+        "load": (load_start, os.getloadavg()[0]),
+        "runtime_s": time.perf_counter() - started,
+        "prepare_s": prepare_s,
+    }
+    body = section(args, rows, info)
+    print(body)
+    if args.json:
+        args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2))
+    if args.write:
+        write_section(args.write, SECTION, body)
+
+
+if __name__ == "__main__":
+    main()
