@@ -15,6 +15,12 @@ varied the temperature or a hard-label weight. On the offline defaults (builtin 
 
     .venv/bin/python bench/paper_check.py --threads 1 --write bench/RESULTS.md
     .venv/bin/python bench/paper_check.py --quick    # smoke check, a few minutes
+
+Runtime on the shared 2-core CPU with ``--threads 1`` (1-min load 3-8 from other jobs): the
+defaults took 35 min (2 x (3 default runs + 6 trials + 2 re-runs), about 1-2 min a run; not
+measured on an idle machine); ``--quick`` about 3 min. ``--threads 1`` matters on a busy
+CPU: torch's default 2 threads ran a step 3x slower there. The first run also fine-tunes the
+teacher (minutes), cached afterwards.
 """
 
 from __future__ import annotations
@@ -75,18 +81,9 @@ Record = dict[str, Any]
 def default_params(args: argparse.Namespace) -> dict[str, Any]:
     """The TinyBERT default recipe as search-space values (all fixed)."""
     e1, e2 = (round(e * args.epoch_scale, 4) for e in TINYBERT_EPOCHS)
-    return {
-        "mode": "two_stage",
-        "temperature": 1.0,
-        "alpha": 0.0,
-        "soft_loss": "soft_ce",
-        "layer_mapping": "uniform",
-        "batch_size": 32,
-        "stage1_epochs": e1,
-        "stage1_lr": TINYBERT_LRS[0],
-        "stage2_epochs": e2,
-        "stage2_lr": TINYBERT_LRS[1],
-    }
+    fixed = {"mode": "two_stage", "temperature": 1.0, "alpha": 0.0, "soft_loss": "soft_ce"}
+    fixed |= {"layer_mapping": "uniform", "batch_size": 32, "stage1_epochs": e1}
+    return fixed | {"stage1_lr": TINYBERT_LRS[0], "stage2_epochs": e2, "stage2_lr": TINYBERT_LRS[1]}
 
 
 def tuned_space(args: argparse.Namespace) -> dict[str, Any]:
@@ -393,7 +390,7 @@ def machine(load_at_start: float) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smoke check: 2 layers, 3 trials")
+    p.add_argument("--quick", action="store_true", help="2 layers, 3 trials, 2 seeds, epochs/4")
     p.add_argument("--student-layers", type=int, nargs="+", default=[2, 3])
     p.add_argument("--trials", type=int, default=6, help="trials of each tuned study")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default-recipe seeds")
