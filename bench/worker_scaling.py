@@ -13,13 +13,14 @@ Configurations (``--configs``, ``WORKERSxTHREADS``, threads 0 = the worker's def
 
 - ``1x0``: one worker; with no ``--threads`` it leaves torch at its default, one thread per
   core (``torch.get_num_threads()``), so it uses every core alone;
+- ``1x1``: one worker with ``--threads 1`` (the one-worker reference for ``2x1``);
 - ``2x0``: two workers, each with torch's default: on a machine with fewer cores than
   workers x threads they oversubscribe the CPU (what two bare ``kdsearch worker`` give);
 - ``2x1``: two workers with ``--threads 1``: one thread each, cores shared out.
 
 Reported: trials per minute over the wall clock (launch to exit, start-up included) and over
-the busy window (first trial start to last trial end), the ratio to the one-worker run, the
-mean trial duration, and peak / mean database connections.
+the busy window (first trial start to last trial end), the ratio to the one-worker run with
+the same threads per worker, the mean trial duration, and peak / mean DB connections.
 
     .venv/bin/python bench/worker_scaling.py --write bench/RESULTS.md
     .venv/bin/python bench/worker_scaling.py --quick      # 4 trials per configuration
@@ -126,6 +127,7 @@ def run_config(
         sampler = ConnectionSampler(args.pg_admin, url.rsplit("/", 1)[1]).start()
         stack.callback(sampler.stop)
         pg_started = postmaster_started(args.pg_admin)
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
         procs = [
             subprocess.Popen([*cmd, "--worker-index", str(i)], stdout=out, stderr=subprocess.STDOUT)
@@ -175,15 +177,16 @@ def run_config(
         "conn_dropped": conns["dropped"],
         "pg_restarted": restarted,
         "states": {st.name: n for st in TrialState if (n := sum(t.state == st for t in trials))},
-        "load_after": os.getloadavg()[0],
+        "load": (load_before, os.getloadavg()[0]),
         "pg_version": pg_version,
     }
 
 
 def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     exe = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
-    base = next((r for r in rows if r["workers"] == 1), rows[0])
     default = info["default_threads"]
+    ones = {r["threads"]: r for r in rows if r["workers"] == 1}
+    first = next((r for r in rows if r["workers"] == 1), rows[0])
     lines = [
         SECTION,
         "",
@@ -206,30 +209,40 @@ def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str
         "",
         "| workers | torch threads per worker | trials (per worker) | wall s | trials/min (wall)"
         " | vs 1 worker | busy s | trials/min (busy) | vs 1 worker | mean trial s | DB "
-        "connections peak | mean |",
-        "|" + " --- |" * 12,
+        "connections peak | mean | load avg before, after |",
+        "|" + " --- |" * 13,
     ]
     for r in rows:
         threads = r["threads"] or f"{default} (default)"
+        base = ones.get(r["threads"], first)
         lines.append(
             f"| {r['workers']} | {threads} | {r['complete']}/{r['trials']} "
             f"({' + '.join(map(str, r['per_worker']))}) | {r['wall_s']:.0f} | "
             f"{r['per_min_wall']:.2f} | {r['per_min_wall'] / base['per_min_wall']:.2f}x | "
             f"{r['busy_s']:.0f} | {r['per_min_busy']:.2f} | "
             f"{r['per_min_busy'] / base['per_min_busy']:.2f}x | {r['trial_s']:.1f} | "
-            f"{r['conn_peak']} | {r['conn_mean']:.1f} |"
+            f"{r['conn_peak']} | {r['conn_mean']:.1f} | {r['load'][0]:.1f}, {r['load'][1]:.1f} |"
         )
+    same = ", ".join(
+        f"{r['workers']}x{r['threads']} against 1x{r['threads']}: "
+        f"{r['per_min_wall'] / ones[r['threads']]['per_min_wall']:.2f}x"
+        for r in rows
+        if r["workers"] > 1 and r["threads"] in ones
+    )
     lines += [
         "",
-        "`vs 1 worker` = trials/min divided by the one-worker run's. Threads: `kdsearch worker` "
+        "`vs 1 worker` = trials/min divided by the one-worker run's with the same threads per "
+        f"worker (threads 0 = default) where there is one ({same or 'none'}), else by the "
+        "first one-worker row's. Threads: `kdsearch worker` "
         "sets `torch.set_num_threads` only when given `--threads`; without it each worker "
         f"takes torch's default ({default} here, one per core), so two default workers run "
         f"{2 * default} compute threads on {os.cpu_count()} cores. (`kdsearch serve --workers "
         "N` and `kdsearch study run --workers N` divide the cores instead: "
         "`search.worker.default_threads`.) Each worker holds two SQLAlchemy pools (kdsearch's "
         "engine and Optuna's RDBStorage, each `pool_size=2, max_overflow=3`), so at most 10 "
-        "connections per worker. The machine's 2 cores are shared with other jobs: compare "
-        "rows of one run, not absolute figures across runs.",
+        "connections per worker. The machine's cores are shared with other jobs (`load avg` "
+        "= the 1-minute load average when each configuration started and ended): the "
+        "configurations run one after another, so a change in that load moves their ratios.",
         "",
     ]
     for r in rows:
@@ -251,7 +264,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--configs",
         nargs="+",
-        default=["1x0", "2x0", "2x1"],
+        default=["1x0", "1x1", "2x0", "2x1"],
         help="WORKERSxTHREADS (threads 0: the worker's default)",
     )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
