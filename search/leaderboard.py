@@ -98,7 +98,7 @@ def trial_metrics(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
-def _number_or_none(value: Any) -> float | None:
+def number_or_none(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -110,8 +110,8 @@ def _number_or_none(value: Any) -> float | None:
 
 def recommendation_key(t: FrozenTrial) -> tuple[bool, float, bool, float, int]:
     """THE RULE as a sort key: accuracy down, then conf_sigma up (missing last), then number."""
-    acc = _number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}accuracy"))
-    sigma = _number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}conf_sigma"))
+    acc = number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}accuracy"))
+    sigma = number_or_none(t.user_attrs.get(f"{METRIC_PREFIX}conf_sigma"))
     return (
         acc is None,
         -acc if acc is not None else 0.0,
@@ -147,7 +147,7 @@ def trial_row(trial: FrozenTrial, pareto_numbers: set[int]) -> dict[str, Any]:
 
 def _sort_value(row: dict[str, Any], sort: str) -> float | None:
     value = row[sort] if sort in _BUILTIN_SORT_KEYS else row["metrics"].get(sort)
-    return _number_or_none(value)
+    return number_or_none(value)
 
 
 def leaderboard(

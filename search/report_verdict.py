@@ -13,7 +13,7 @@ from typing import Literal
 
 from optuna.trial import FrozenTrial, TrialState
 
-from .leaderboard import METRIC_PREFIX, is_feasible, recommended_trial
+from .leaderboard import METRIC_PREFIX, is_feasible, number_or_none, recommended_trial
 
 __all__ = ["Verdict", "judge", "metric"]
 
@@ -31,14 +31,8 @@ class Verdict:
 
 def metric(trial: FrozenTrial, name: str) -> float | None:
     """The trial's ``metric:<name>`` as a finite float, or None (missing, None, NaN, bool)."""
-    value = trial.user_attrs.get(f"{METRIC_PREFIX}{name}")
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+    f = number_or_none(trial.user_attrs.get(f"{METRIC_PREFIX}{name}"))
+    return f if f is not None and math.isfinite(f) else None
 
 
 def _points(diff: float) -> str:
