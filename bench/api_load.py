@@ -256,9 +256,10 @@ def section(args: argparse.Namespace, results: list[dict[str, Any]], info: dict[
         "every trial with all its attributes, the leaderboard's default page 100 rows; "
         "`limit=1000` is the like-for-like row count. optuna-dashboard keeps a study's trials "
         "in memory (10 s for 500+ trials, 2 s under 100) and re-reads them after that; "
-        "kdsearch's leaderboard loads the study and reads all its trials from PostgreSQL on "
-        "every request (`optuna.load_study` wraps the storage in a fresh `_CachedStorage` each "
-        "time), which is where its time goes.",
+        "kdsearch's service keeps one trial cache for its whole life (`search/read_cache.py`): "
+        "finished trials never change, so a request reads only trials that are new or still "
+        "running, then sorts, filters and pages the cached rows. Server pools: "
+        "`KDSEARCH_DB_POOL_SIZE` 5 + `KDSEARCH_DB_MAX_OVERFLOW` 10 connections (defaults).",
         "",
     ]
     if info["pg_restarted"]:

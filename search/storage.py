@@ -54,10 +54,22 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def engine_kwargs(url: str) -> dict[str, Any]:
+# A worker needs few connections; the REST service asks for more (Settings.db_pool_size).
+POOL_SIZE = 2
+MAX_OVERFLOW = 3
+
+
+def engine_kwargs(
+    url: str, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW
+) -> dict[str, Any]:
     if is_sqlite(url):
         return {"connect_args": {"timeout": 60}, "pool_pre_ping": True}
-    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 3, "pool_recycle": 1800}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_recycle": 1800,
+    }
 
 
 def _enable_wal(url: str) -> None:
@@ -71,11 +83,11 @@ def _enable_wal(url: str) -> None:
         con.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
         _enable_wal(url)
-    engine = sa.create_engine(url, **engine_kwargs(url))
+    engine = sa.create_engine(url, **engine_kwargs(url, pool_size, max_overflow))
     registry.create_tables(engine)
     return engine
 
@@ -156,6 +168,8 @@ def make_storage(
     heartbeat_interval: int = HEARTBEAT_INTERVAL_S,
     grace_period: int = GRACE_PERIOD_S,
     on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = MAX_OVERFLOW,
 ) -> RDBStorage:
     url = normalize_url(url)
     if is_sqlite(url):
@@ -163,7 +177,7 @@ def make_storage(
     engine = engine or make_engine(url)
     return OutageTolerantStorage(
         url,
-        engine_kwargs=engine_kwargs(url),
+        engine_kwargs=engine_kwargs(url, pool_size, max_overflow),
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
         heartbeat_stale_trial_callback=on_stale or SlotReleasingRetry(engine),

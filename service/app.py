@@ -16,6 +16,7 @@ from optuna.exceptions import StorageInternalError
 from sqlalchemy import exc as sa_exc
 
 from search.artifacts import make_artifact_store
+from search.read_cache import StudyReader
 from search.storage import database_unavailable, make_engine, make_storage
 
 from . import openapi
@@ -66,8 +67,9 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)  # applies kdsearch's migrations
-    storage = make_storage(settings.database_url, engine)
+    size, overflow = settings.db_pool_size, settings.db_max_overflow
+    engine = make_engine(settings.database_url, size, overflow)  # applies our migrations
+    storage = make_storage(settings.database_url, engine, pool_size=size, max_overflow=overflow)
     app = FastAPI(
         title="kdsearch",
         summary="Knowledge-distillation hyperparameter search, scored on confidence preservation",
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         engine=engine,
         storage=storage,
+        reader=StudyReader(storage),
         artifact_store=make_artifact_store(settings.artifact_dir),
     )
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -16,6 +16,7 @@ from optuna.storages import RDBStorage
 from sqlalchemy.engine import Engine
 
 from search import registry
+from search.read_cache import StudyReader
 
 from .keys import Principal, verify_key
 from .settings import Settings
@@ -28,6 +29,7 @@ class ServiceState:
     settings: Settings
     engine: Engine
     storage: RDBStorage
+    reader: StudyReader  # loads studies over one trial cache: use it to read trials
     artifact_store: Any
 
 
@@ -87,7 +89,7 @@ Run = Annotated[registry.StudyRun, Depends(get_run)]
 
 def load_study(state: ServiceState, run: registry.StudyRun) -> optuna.Study:
     try:
-        return optuna.load_study(study_name=run.study_name, storage=state.storage)
+        return state.reader.load(run.study_name)
     except KeyError:
         raise HTTPException(
             404, f"study {run.study_name!r} has no Optuna record (deleted by hand?)"

@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KDSEARCH_", extra="ignore")
 
     database_url: str = Field(default=DEFAULT_URL, description="Optuna's and kdsearch's tables")
+    db_pool_size: int = Field(
+        default=5, ge=1, description="PostgreSQL connections kept per pool (two pools)"
+    )
+    db_max_overflow: int = Field(
+        default=10, ge=0, description="extra PostgreSQL connections per pool under load"
+    )
     artifact_dir: str = Field(default="./kdsearch-artifacts", description="folder or s3://bucket")
     max_trials: int = Field(default=200, ge=1, description="largest n_trials a study may ask for")
     max_spec_bytes: int = Field(default=65536, ge=256, description="largest POST /v1/studies body")

@@ -7,7 +7,6 @@ import json
 import uuid
 from typing import Annotated, Any
 
-import optuna
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import ValidationError
@@ -190,4 +189,4 @@ def _delete_everything(state: ServiceState, name: str) -> None:
         conn.execute(registry.artifacts.delete().where(registry.artifacts.c.study_name == name))
         conn.execute(registry.study_runs.delete().where(registry.study_runs.c.study_name == name))
     with contextlib.suppress(KeyError):
-        optuna.delete_study(study_name=name, storage=state.storage)
+        state.reader.delete(name)
