@@ -63,7 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/search_efficiency.py --write bench/RESULTS.md
 	$(BIN)/python bench/api_load.py --write bench/RESULTS.md
 	$(BIN)/python bench/worker_scaling.py --write bench/RESULTS.md
-	$(BIN)/python bench/paper_check.py --write bench/RESULTS.md
+	$(BIN)/python bench/paper_check.py --threads 1 --write bench/RESULTS.md
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --n-train 128 --student-layers 2 --case pred inter
