@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy as sa
@@ -119,6 +120,37 @@ def first_line(exc: BaseException) -> str:
     cause = _outage(exc)
     text = str(cause.orig if cause is not None and cause.orig is not None else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+T = TypeVar("T")
+
+
+def wait_for_database(
+    connect: Callable[[], T], wait_s: float, *, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """``connect()``, retried while the database is unreachable, for up to ``wait_s`` seconds.
+
+    For start-up: a worker started before its database (docker compose, a reboot) waits for
+    it instead of dying. Errors that are not an outage are raised at once; so is the last
+    outage error once ``wait_s`` has passed.
+    """
+    deadline = time.monotonic() + wait_s
+    pause = 1.0
+    while True:
+        try:
+            return connect()
+        except Exception as exc:
+            left = deadline - time.monotonic()
+            if not database_unavailable(exc) or left <= 0:
+                raise
+            log.warning(
+                "the database is unreachable (%s); retrying in %.0fs (giving up in %.0fs)",
+                first_line(exc),
+                min(pause, left),
+                left,
+            )
+            sleep(min(pause, left))
+            pause = min(30.0, pause * 2)
 
 
 class OutageTolerantStorage(RDBStorage):

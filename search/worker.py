@@ -34,6 +34,7 @@ from .storage import (
     first_line,
     make_engine,
     make_storage,
+    wait_for_database,
 )
 
 log = logging.getLogger("kdsearch.worker")
@@ -54,6 +55,8 @@ class WorkerOptions:
     device: str | None = None  # overrides the spec's training.device
     # replaces training.device "auto" only (``serve`` gives each worker its own GPU this way)
     auto_device: str | None = None
+    # how long to wait at start-up for a database that is not up yet
+    startup_wait_s: float = 300.0
 
 
 @dataclass
@@ -69,12 +72,15 @@ class Worker:
 
     def __post_init__(self) -> None:
         o = self.options
-        self.engine = make_engine(o.database_url)
-        self.storage = make_storage(
-            o.database_url,
-            self.engine,
-            heartbeat_interval=o.heartbeat_interval,
-            grace_period=o.grace_period,
+        self.engine = wait_for_database(lambda: make_engine(o.database_url), o.startup_wait_s)
+        self.storage = wait_for_database(
+            lambda: make_storage(
+                o.database_url,
+                self.engine,
+                heartbeat_interval=o.heartbeat_interval,
+                grace_period=o.grace_period,
+            ),
+            o.startup_wait_s,
         )
         self.store = make_artifact_store(o.artifact_dir)
         if o.torch_threads:

@@ -49,6 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kdsearch: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from search.storage import database_unavailable, first_line
+
+        if not database_unavailable(exc):
+            raise
+        print(
+            f"kdsearch: error: the database is unreachable ({first_line(exc)}): start it, "
+            "or check --database-url / KDSEARCH_DATABASE_URL",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _quiet_libraries() -> None:

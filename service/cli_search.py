@@ -67,6 +67,13 @@ def register(sub: Any) -> None:
     )
     w.add_argument("--heartbeat-interval", type=int, default=None, help="seconds (default 10)")
     w.add_argument("--grace-period", type=int, default=None, help="seconds (default 30)")
+    w.add_argument(
+        "--wait-for-db",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="at start-up, wait this long for an unreachable database (default 300)",
+    )
     w.set_defaults(handler=cmd_worker)
 
 
@@ -197,6 +204,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         device=args.device,
         heartbeat_interval=args.heartbeat_interval or HEARTBEAT_INTERVAL_S,
         grace_period=args.grace_period or GRACE_PERIOD_S,
+        startup_wait_s=max(0.0, args.wait_for_db),
     )
     n = worker_main(options)
     print(f"worker done: {n} trials")
