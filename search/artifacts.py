@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import tarfile
 import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,21 @@ class ArtifactStoreError(KDSearchError):
 
 def store_failure(exc: OSError, name: str) -> ArtifactStoreError:
     """A trial error that names the artifact folder and what to do about it."""
+    return ArtifactStoreError(f"{name} was not stored: {_what_failed(exc)}")
+
+
+def probe_writable(store: Any) -> None:
+    """Write and remove a few bytes: a store that refuses writes fails a trial before its
+    training, not after it (and leaves no half-recorded artifact on the trial)."""
+    probe = f"kdsearch-write-probe-{uuid.uuid4().hex}"
+    try:
+        store.write(probe, io.BytesIO(b"kdsearch"))
+        store.remove(probe)
+    except OSError as exc:
+        raise ArtifactStoreError(f"the trial was not started: {_what_failed(exc)}") from exc
+
+
+def _what_failed(exc: OSError) -> str:
     where = str(Path(exc.filename).parent) if exc.filename else "the artifact store"
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -76,7 +93,7 @@ def store_failure(exc: OSError, name: str) -> ArtifactStoreError:
         what = f"the artifact directory {where} is full ({reason}): free some space"
     else:
         what = f"cannot write to the artifact store at {where} ({reason})"
-    return ArtifactStoreError(f"{name} was not stored: {what}")
+    return what
 
 
 def upload(

@@ -18,7 +18,7 @@ from distill.errors import KDSearchError
 from distill.run import run_distillation, write_outputs
 from distill.train import EvalEvent
 
-from .artifacts import upload_trial_outputs
+from .artifacts import probe_writable, upload_trial_outputs
 from .pruning import DominancePruner, record_intermediate
 from .space import apply_params
 from .spec import StudySpec
@@ -150,6 +150,7 @@ class TrialObjective:
             raise
 
     def _run(self, trial: optuna.Trial) -> Sequence[float] | float:
+        probe_writable(self.store)
         params = {name: p.suggest(trial) for name, p in self.space.items()}
         cfg = build_run_config(self.spec, params)
         trial.set_user_attr("config", cfg.model_dump(mode="json"))

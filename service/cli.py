@@ -12,6 +12,7 @@ from pathlib import Path
 from distill.errors import KDSearchError
 
 from . import cli_db, cli_distill, cli_keys, cli_report, cli_search, cli_serve
+from .logs import configure_logging
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -32,11 +33,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("optuna", "sqlalchemy", "httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     os.environ.setdefault("OPTUNA_VERBOSITY", "WARNING")
     parser = _build_parser()
     args = parser.parse_args(argv)

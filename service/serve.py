@@ -25,6 +25,7 @@ from search.runner import install_signal_handlers
 from search.worker import Worker, WorkerOptions, default_threads
 
 from .keys import any_active_key
+from .logs import configure_logging
 from .settings import Settings
 
 
@@ -72,7 +73,9 @@ class WorkerPool:
 
 def embedded_worker(options: WorkerOptions) -> int:
     """A worker under ``serve``: Ctrl-C reaches the whole process group, but only the
-    server's SIGTERM should stop it (once: finish the trial), so SIGINT is ignored here."""
+    server's SIGTERM should stop it (once: finish the trial), so SIGINT is ignored here.
+    Its log lines (trials started and finished, outages) go to the server's stderr."""
+    configure_logging()
     worker = Worker(options)
     install_signal_handlers(worker)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

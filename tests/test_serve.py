@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -158,6 +159,9 @@ def test_restart_mid_study_resumes_it(tiny_ctx, tmp_path: Path) -> None:  # type
     server.send_signal(signal.SIGTERM)  # graceful: the worker finishes its trial
     out = server.communicate(timeout=300)[0]
     assert server.returncode == 0, out
+    # the embedded worker's own log lines reach the server's output
+    assert re.search(r"kdsearch\.worker worker \d+ ready: looking for studies", out), out
+    assert f"kdsearch.worker study {sid} trial 0: COMPLETE" in out, out
     before = httpx.Client  # the server is gone: nothing answers now
     with pytest.raises(httpx.ConnectError):
         before().get(f"{base}/healthz")
