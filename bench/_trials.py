@@ -1,7 +1,13 @@
-"""A realistic finished study for ``api_load.py``: the spec, and trials shaped like the ones
-``search/objective.py`` writes (params with distributions, objective values, every
-``metric:<name>`` user attr, ``config``, ``student``, ``train_seconds``, intermediate vectors,
-the constraint; ~3% FAIL with ``error``/``traceback``, ~7% PRUNED). No artifacts."""
+"""The studies the benchmarks share.
+
+- ``TINY``: the tiny data, teacher and student of ``worker_scaling.py`` (its teacher,
+  ``TINY_TEACHER``, is ``search_efficiency.py``'s too); the same setting as ``TINY`` in
+  ``tests/conftest.py``, which bench does not import.
+- A realistic finished study for ``api_load.py``: the spec, and trials shaped like the ones
+  ``search/objective.py`` writes (params with distributions, objective values, every
+  ``metric:<name>`` user attr, ``config``, ``student``, ``train_seconds``, intermediate
+  vectors, the constraint; ~3% FAIL with ``error``/``traceback``, ~7% PRUNED). No artifacts.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,22 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from search.objective import build_run_config
 from search.pruning import INTERMEDIATE_ATTR
 from search.spec import StudySpec
+
+# The builtin MiniLM teacher fine-tuned 3 epochs (cached under $KDSEARCH_HOME after the first).
+TINY_TEACHER: dict[str, Any] = {
+    "model": "builtin:minilm-l6",
+    "recipe": {"epochs": 3, "lr": 1.5e-4, "batch_size": 16},
+}
+TINY: dict[str, Any] = {
+    "data": {
+        "source": "builtin:rotten_tomatoes",
+        "max_train": 320,
+        "max_eval": 96,
+        "max_length": 48,
+    },
+    "teacher": TINY_TEACHER,
+    "student": {"kind": "truncate", "num_layers": 2},
+}
 
 SPEC: dict[str, Any] = {
     "name": "api-load",

@@ -29,12 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
-import json
 import math
 import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -43,13 +39,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("OPTUNA_VERBOSITY", "WARNING")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.*, this checkout first
+from bench._env import bench_env
 
+bench_env("OPTUNA_VERBOSITY")  # the server inherits it
 import httpx  # noqa: E402
 import optuna  # noqa: E402
 import optuna_dashboard  # noqa: E402
@@ -61,7 +54,7 @@ from bench._pg import (  # noqa: E402
     running_server,
     throwaway_database,
 )
-from bench._report import cpu_model, write_section  # noqa: E402
+from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
 from bench._trials import SPEC, make_trials  # noqa: E402
 from search import registry  # noqa: E402
 from search.storage import make_engine, make_storage  # noqa: E402
@@ -200,20 +193,12 @@ async def measure(args: argparse.Namespace, base: str, key: str, paths: dict[str
 
 
 def section(args: argparse.Namespace, results: list[dict[str, Any]], info: dict[str, Any]) -> str:
-    exe = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
     levels = zip(args.concurrency, args.requests, strict=True)
+    pg = f"PostgreSQL {info['pg_version']} on 127.0.0.1"
+    where = machine("", pg, *versions(optuna, optuna_dashboard, httpx), load=info["load"])
+    runtime = f"{info['runtime_s'] / 60:.1f} min ({info['build_s']:.0f} s of it building the study)"
     lines = [
-        SECTION,
-        "",
-        f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}  ",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores; PostgreSQL {info['pg_version']} on "
-        f"127.0.0.1; optuna {optuna.__version__}; optuna-dashboard "
-        f"{optuna_dashboard.__version__}; httpx {httpx.__version__}; Python "
-        f"{platform.python_version()}; 1-min load average {info['load'][0]:.2f} at start, "
-        f"{info['load'][1]:.2f} at end  ",
-        f"Command: `{shlex.join([exe, *sys.argv])}`  ",
-        f"Runtime: {info['runtime_s'] / 60:.1f} min ({info['build_s']:.0f} s of it building "
-        "the study)",
+        *header(SECTION, where, runtime),
         "",
         f"One study of {args.trials} finished trials ({info['states']}) created with `POST "
         "/v1/studies`; trials added with `study.add_trials`, carrying what a real trial stores "
@@ -288,8 +273,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE")
     p.add_argument("--server-log", type=Path, help="keep the server's log here")
     p.add_argument("--quick", action="store_true", help="300 trials, 10/20/40 requests, 20 s")
-    p.add_argument("--write", type=Path, help="markdown file to put the section in")
-    p.add_argument("--json", type=Path, help="dump raw results here")
+    add_output_args(p, "dump raw results here")
     args = p.parse_args(argv)
     if args.quick:
         args.trials, args.requests, args.level_seconds = 300, [10, 20, 40], 20
@@ -334,11 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     if restarted:
         print("warning: PostgreSQL restarted during the measurement", file=sys.stderr)
     body = section(args, results, info)
-    print(body)
-    if args.json:
-        args.json.write_text(json.dumps({"info": info, "results": results}, indent=2))
-    if args.write:
-        write_section(args.write, SECTION, body)
+    publish(SECTION, body, args.write, args.json, {"info": info, "results": results})
 
 
 if __name__ == "__main__":

@@ -18,11 +18,7 @@ peak RSS (or CUDA peak allocation) belongs to that contender alone.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -32,18 +28,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.*, this checkout first
+from bench._env import bench_env
 
+bench_env("TOKENIZERS_PARALLELISM")  # the contenders' child processes inherit it
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from bench._hf_baseline import peak_memory, run_baseline, sync  # noqa: E402
-from bench._report import cpu_model, write_section  # noqa: E402
+from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
 from distill.config import RunConfig  # noqa: E402
 
 SECTION = "## Distillation throughput"
@@ -193,27 +186,15 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def machine(device: str) -> str:
-    cpu = cpu_model()
-    gpu = f", {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ""
-    return (
-        f"{cpu}, {os.cpu_count()} cores (torch threads {torch.get_num_threads()}){gpu}; "
-        f"device {device}; torch {torch.__version__}; transformers {transformers.__version__}; "
-        f"Python {platform.python_version()}"
-    )
-
-
 def section(rows: list[dict[str, Any]], device: str, args: argparse.Namespace) -> str:
     """The markdown section: when, where, the exact command, the table, how it was run."""
     cuda = device.startswith("cuda")
-    exe = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
     optim = {r["contender"]: r["optimizer"] for r in rows}
+    cores = f" (torch threads {torch.get_num_threads()})"
+    cores += f", {torch.cuda.get_device_name(0)}" if cuda else ""
+    where = machine(cores, f"device {device}", *versions(torch, transformers))
     lines = [
-        SECTION,
-        "",
-        f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}  ",
-        f"Machine: {machine(device)}  ",
-        f"Command: `{shlex.join([exe, *sys.argv])}`",
+        *header(SECTION, where),
         "",
         "| case | student layers | contender | examples/s | vs baseline | examples/s incl. "
         f"teacher logits | vs baseline | peak {'CUDA' if cuda else 'RSS'} MiB | train s | "
@@ -261,8 +242,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, default=0, help="torch threads per contender (0: torch's default)"
     )
-    p.add_argument("--write", type=Path, help="markdown file to put the section in")
-    p.add_argument("--json", type=Path, help="dump raw per-run results here")
+    add_output_args(p, "dump raw per-run results here")
     p.add_argument("--only", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     p.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -295,11 +275,7 @@ def main(argv: list[str] | None = None) -> None:
                     runs.append(run)
     rows = summarise(runs)
     body = section(rows, device, args)
-    print(body)
-    if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "runs": runs}, indent=2))
-    if args.write:
-        write_section(args.write, SECTION, body)
+    publish(SECTION, body, args.write, args.json, {"rows": rows, "runs": runs})
 
 
 if __name__ == "__main__":

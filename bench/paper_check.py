@@ -27,34 +27,32 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import logging
-import os
-import platform
-import shlex
-import statistics
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MPLBACKEND", "Agg")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.*, this checkout first
+from bench._env import bench_env, quiet_logging
 
+bench_env("TOKENIZERS_PARALLELISM", "MPLBACKEND")
 import optuna  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from bench._report import cpu_model, write_section  # noqa: E402
+from bench._paper_report import (  # noqa: E402
+    SECTION,
+    Record,
+    num,
+    rec_params,
+    section,
+    short_params,
+    stats,
+)
+from bench._report import add_output_args, loadavg, machine, publish, versions  # noqa: E402
 from distill.config import RunConfig  # noqa: E402
 from distill.context import RunContext, prepare_context  # noqa: E402
 from distill.run import run_distillation  # noqa: E402
@@ -65,14 +63,12 @@ from search.runner import create_study  # noqa: E402
 from search.spec import StudySpec  # noqa: E402
 from search.worker import Worker, WorkerOptions, default_threads  # noqa: E402
 
-SECTION = "## Paper check: TinyBERT default recipe vs tuned"
 # TinyBERT task distillation (GLUE): intermediate stage 10 epochs at lr 5e-5, prediction stage
 # 3 epochs at lr 3e-5, batch 32, T = 1, soft cross-entropy only.
 TINYBERT_EPOCHS = (10.0, 3.0)
 TINYBERT_LRS = (5e-5, 3e-5)
 METRICS = "accuracy conf_sigma ece_student ece_teacher ece_gap kl_teacher_student conf_bias"
 METRICS += " teacher_accuracy"
-Record = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- recipes
@@ -140,10 +136,6 @@ def run_seeds(cfg: RunConfig, ctx: RunContext, seeds: list[int], label: str) -> 
     return out
 
 
-def num(x: Any, digits: int = 4) -> str:
-    return "n/a" if x is None else f"{float(x):.{digits}f}"
-
-
 def run_size(args: argparse.Namespace, ctx: RunContext, layers: int, tmp: Path) -> Record:
     print(f"{layers}-layer student: default recipe, seeds {args.seeds}", flush=True)
     cfg = build_run_config(make_spec(args, layers), default_params(args))
@@ -204,187 +196,6 @@ def unconstrained(t: FrozenTrial) -> FrozenTrial:
     return c
 
 
-def short_params(p: dict[str, Any]) -> str:
-    names = {"temperature": "T", "alpha": "alpha", "stage1_epochs": "e1", "stage2_epochs": "e2"}
-    names |= {"stage1_lr": "lr1", "stage2_lr": "lr2"}
-    return " ".join(f"{names.get(k, k)}={v:.3g}" for k, v in p.items() if isinstance(v, float))
-
-
-# --------------------------------------------------------------------------- report
-
-
-def stats(rows: list[Record], key: str) -> tuple[float, float] | None:
-    xs = [float(r[key]) for r in rows if r.get(key) is not None]
-    if not xs:
-        return None
-    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
-def cell(rows: list[Record], key: str, digits: int = 4) -> str:
-    st = stats(rows, key)
-    if st is None:
-        return "n/a"
-    return f"{st[0]:.{digits}f}" + (f" ± {st[1]:.{digits}f}" if len(rows) > 1 else "")
-
-
-def table_row(size: int, arm: str, rows: list[Record]) -> str:
-    cols = [f"{size}", arm, f"{len(rows)}", f"{statistics.fmean(r['steps'] for r in rows):.0f}"]
-    cols += [cell(rows, k) for k in ("accuracy", "conf_sigma", "ece_diff", "ece_gap")]
-    cols += [cell(rows, "kl_teacher_student"), cell(rows, "conf_bias")]
-    return "| " + " | ".join(cols) + " |"
-
-
-def verdict(results: list[Record], args: argparse.Namespace) -> str:
-    """Plain words from the measured numbers: did tuning lower sigma at a small accuracy cost?"""
-    parts: list[str] = []
-    groups: dict[str, list[str]] = {"yes": [], "costly": [], "noise": [], "no": []}
-    for res in results:
-        d_s, t_s = stats(res["default"], "conf_sigma"), stats(res["tuned"], "conf_sigma")
-        d_a, t_a = stats(res["default"], "accuracy"), stats(res["tuned"], "accuracy")
-        if not (d_s and t_s and d_a and t_a):
-            parts.append(f"For the {res['layers']}-layer student there is nothing to compare.")
-            continue
-        ds, da = t_s[0] - d_s[0], t_a[0] - d_a[0]
-        # noise: the larger seed spread of the two arms, doubled (a rough 2-sigma band)
-        s_band, a_band = 2 * max(d_s[1], t_s[1]), 2 * max(d_a[1], t_a[1])
-        if da > a_band:
-            acc = f"an accuracy gain beyond the noise ({da:+.3f})"
-        elif -da <= max(args.small_cost, a_band):
-            acc = "no accuracy drop" if da >= 0 else f"a small accuracy cost ({-da:.3f})"
-        else:
-            acc = f"an accuracy cost of {-da:.3f}, more than small"
-        how = "mean over the same seeds" if len(res["tuned"]) > 1 else "one run, its own seed"
-        text = (
-            f"{res['layers']}-layer student: the tuned pick ({rec_params(res['pick'])}; {how}) "
-            f"moved sigma from {d_s[0]:.4f} to {t_s[0]:.4f} ({ds:+.4f}) and accuracy from "
-            f"{d_a[0]:.3f} to {t_a[0]:.3f} ({da:+.3f}), against a seed noise band (2 x the "
-            f"larger std) of ±{s_band:.4f} and ±{a_band:.3f}. "
-        )
-        if ds < -s_band:
-            key = "costly" if "more than small" in acc else "yes"
-            text += f"Tuning lowered sigma beyond the noise, with {acc}."
-        elif ds <= s_band:
-            key = "noise"
-            text += f"The change in sigma is within the noise, with {acc}."
-        else:
-            key = "no"
-            text += f"Tuning raised sigma beyond the noise, with {acc}."
-        if not res["feasible"]:
-            text += f" No trial met sigma <= {res['kappa']}: the pick ignores the constraint."
-        groups[key].append(f"{res['layers']}-layer")
-        parts.append(text)
-    words = {
-        "yes": "tuning lowered sigma at little or no accuracy cost, as the paper found for stage "
-        "epochs and learning rates",
-        "costly": "tuning lowered sigma only at a larger accuracy cost than the paper reported",
-        "noise": "the change in sigma was within the seed noise (no measurable effect)",
-        "no": "tuning raised sigma, against the paper's finding",
-    }
-    luck = "the re-runs remove the seed luck, not the selection" if args.rerun else "one seed"
-    said = [f"for the {' and '.join(v)} student {words[k]}" for k, v in groups.items() if v]
-    parts.append(
-        f"Overall: {'; '.join(said)}. Caveats: the pick is chosen and scored on the same "
-        f"validation split ({luck}); "
-        f"{len(args.seeds)} seeds make a crude noise estimate; the epochs are TinyBERT's scaled "
-        f"by {args.epoch_scale:g}; sigma only covers examples both models get right, so a weak "
-        "student can score a low sigma (the rule picks by accuracy first); and the search moved "
-        "T, alpha, epochs and lrs together, so this does not say which of them did it."
-    )
-    return " ".join(parts)
-
-
-def rec_params(t: FrozenTrial | None) -> str:
-    return f"trial {t.number}: {short_params(t.params)}" if t is not None else "none"
-
-
-def section(results: list[Record], args: argparse.Namespace, meta: dict[str, Any]) -> str:
-    d = default_params(args)
-    exe = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
-    teacher = results[0]["default"][0]
-    arms = [("default recipe", "default", 0, None), ("tuned pick, its study run", "tuned", 0, 1)]
-    arms += [("tuned pick, re-run on the seeds", "tuned", 0, None)] if args.rerun else []
-    rows = [
-        table_row(r["layers"], arm, r[key][a:b])
-        for r in results
-        for arm, key, a, b in arms
-        if r[key][a:b]
-    ]
-    kappa_text = (
-        f"{args.kappa}"
-        if args.kappa is not None
-        else "the default recipe's mean conf_sigma for that student (the question: the most "
-        "accurate student with a lower sigma than the default)"
-    )
-    budget = [
-        f"{r['layers']} layers: default {sum(x['steps'] for x in r['default'])} steps "
-        f"({len(r['default'])} runs), tuned study {r['study_steps']} steps ({r['n_complete']} "
-        f"trials, {r['n_feasible']} with sigma <= kappa = {r['kappa']}, "
-        f"{r['study_s'] / 60:.1f} min), "
-        f"re-runs of the pick {sum(x['steps'] for x in r['tuned'][1:])} steps; "
-        f"pick {rec_params(r['pick'])}"
-        for r in results
-    ]
-    return "\n".join(
-        [
-            SECTION,
-            "",
-            f"Date: {meta['date'].isoformat(timespec='seconds')}  ",
-            f"Machine: {meta['machine']}  ",
-            f"Command: `{shlex.join([exe, *meta['argv']])}`  ",
-            f"Runtime: {meta['total_s'] / 60:.1f} min ({meta['ctx_s']:.0f} s of it preparing "
-            "the teacher and its logits)",
-            "",
-            f"Setting: builtin rotten_tomatoes, {meta['n_train']} training / {meta['n_eval']} "
-            "validation snippets, max_length 64; teacher builtin MiniLM-L6 fine-tuned with the "
-            "project's default recipe; students: the teacher truncated to 2 or 3 layers, uniform "
-            f"mapping. **Teacher: accuracy {teacher['teacher_accuracy']:.3f}, ECE "
-            f"{teacher['ece_teacher']:.4f}** (top-label, 10 bins).",
-            "",
-            f"Default recipe (TinyBERT task distillation): two stages, T = 1, alpha = 0, soft "
-            f"cross-entropy, batch 32, intermediate {d['stage1_epochs']:g} epoch(s) at lr 5e-5, "
-            f"prediction {d['stage2_epochs']:g} epoch(s) at lr 3e-5. TinyBERT's 10 + 3 epochs are "
-            f"scaled by {args.epoch_scale:g} to fit the CPU, ratio kept. Seeds: "
-            f"{' '.join(map(str, args.seeds))}.",
-            "",
-            f"Tuned: TPE study, {args.trials} trials (TPE's first {min(5, args.trials)} are its "
-            "random start-up), no pruning; space T 1..8 (log), alpha 0..1, stage lrs 1e-5..2e-4 "
-            "(log), stage epochs "
-            f"{args.min_epoch_share:g}..1 x the default's; objectives accuracy (max), conf_sigma "
-            f"(min); constraint conf_sigma <= kappa = {kappa_text}; pick = "
-            "`search.leaderboard.recommended_trial`"
-            + (", re-run with the other seeds." if args.rerun else "."),
-            "",
-            "Same budget, precisely: one run of either arm trains at most S optimiser steps, S = "
-            "the default recipe's (each tuned trial samples stage epochs no larger than the "
-            "default's); the default arm spends one run per seed, the study one run per trial, "
-            "and the measured optimiser steps of both are listed below. Re-runs of the pick only "
-            "measure its noise; they are not part of the search.",
-            "",
-            *[f"- {b}" for b in budget],
-            "",
-            "| student layers | arm | runs | steps/run | accuracy | conf_sigma | ECE student - "
-            "teacher | ece_gap (abs) | kl_teacher_student | conf_bias |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-            *rows,
-            "",
-            "Mean ± std over the runs (seeds). conf_sigma: the paper's sigma (reference class 0); "
-            "conf_bias > 0: the student is less sure of the true class than the teacher.",
-            "",
-            verdict(results, args),
-            "",
-        ]
-    )
-
-
-def machine(load_at_start: float) -> str:
-    load = f"; 1-min load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end"
-    return (
-        f"{cpu_model()}, {os.cpu_count()} cores (torch threads {torch.get_num_threads()}); "
-        f"torch {torch.__version__}; transformers {transformers.__version__}; "
-        f"optuna {optuna.__version__}; Python {platform.python_version()}{load}"
-    )
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -401,8 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-train", type=int, default=2000)
     p.add_argument("--no-rerun", dest="rerun", action="store_false", help="pick: one seed")
     p.add_argument("--threads", type=int, help="torch threads (1 helps on a busy CPU)")
-    p.add_argument("--write", type=Path, help="markdown file to put the section in")
-    p.add_argument("--json", type=Path, help="dump every run's metrics here")
+    add_output_args(p, "dump every run's metrics here")
     args = p.parse_args(argv)
     if args.quick:
         args.student_layers, args.trials, args.seeds = [2], 3, args.seeds[:2]
@@ -414,13 +224,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("kdsearch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    t0, load_at_start = time.perf_counter(), os.getloadavg()[0]
+    quiet_logging()
+    t0, load_at_start = time.perf_counter(), loadavg()
     torch.set_num_threads(args.threads or default_threads(1))
     ctx = prepare_context(build_run_config(make_spec(args, 2), default_params(args)))
     ctx_s = time.perf_counter() - t0
@@ -428,19 +233,20 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="kd_paper_check_") as tmp:
         results = [run_size(args, ctx, n, Path(tmp)) for n in args.student_layers]
     argv = sys.argv if argv is None else [sys.argv[0], *argv]
-    meta = {"machine": machine(load_at_start), "argv": argv, "ctx_s": ctx_s}
+    threads = f" (torch threads {torch.get_num_threads()})"
+    where = machine(
+        threads, *versions(torch, transformers, optuna), load=(load_at_start, loadavg())
+    )
+    meta = {"machine": where, "argv": argv, "ctx_s": ctx_s}
     meta |= {"total_s": time.perf_counter() - t0, "n_train": len(ctx.splits.train)}
     meta |= {"n_eval": len(ctx.splits.eval), "date": dt.datetime.now().astimezone()}
-    body = section(results, args, meta)
+    body = section(results, args, meta, default_params(args))
+    picked = [  # the pick trial as text, last, in the --json dump
+        {k: v for k, v in r.items() if k != "pick"} | {"pick": rec_params(r["pick"])}
+        for r in results
+    ]
     print()
-    print(body)
-    if args.write:
-        write_section(args.write, SECTION, body)
-        print(f"wrote {SECTION!r} to {args.write}")
-    if args.json:
-        picks = [{"pick": rec_params(r.pop("pick"))} for r in results]
-        dump = {"meta": meta, "results": [r | p for r, p in zip(results, picks, strict=True)]}
-        args.json.write_text(json.dumps(dump, indent=2, default=str))
+    publish(SECTION, body, args.write, args.json, {"meta": meta, "results": picked})
 
 
 if __name__ == "__main__":

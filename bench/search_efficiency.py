@@ -29,30 +29,18 @@ first run also fine-tunes the teacher (about 1-3 minutes), cached afterwards.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import json
-import logging
 import math
-import os
-import platform
-import shlex
-import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MPLBACKEND", "Agg")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.*, this checkout first
+from bench._env import bench_env, quiet_logging
 
+bench_env("TOKENIZERS_PARALLELISM", "MPLBACKEND")
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
@@ -60,14 +48,15 @@ import transformers  # noqa: E402
 from optuna._hypervolume import compute_hypervolume  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from bench._report import cpu_model, write_section  # noqa: E402
+from bench._report import add_output_args, loadavg, machine, publish, versions  # noqa: E402
+from bench._search_report import SECTION, section, summarise  # noqa: E402
+from bench._trials import TINY_TEACHER  # noqa: E402
 from distill.config import DataConfig  # noqa: E402
 from distill.data import load_dataset  # noqa: E402
 from search.pruning import estimate_saved_fraction, intermediate_vectors  # noqa: E402
 from search.runner import run_study  # noqa: E402
 from search.spec import StudySpec  # noqa: E402
 
-SECTION = "## Search efficiency"
 # Loss space: minimise (-accuracy, conf_sigma); reference = accuracy 0.5, conf_sigma 0.5.
 REFERENCE = np.array([-0.5, 0.5])
 PRUNER_ON = {"name": "median", "min_trials": 3, "min_dominating": 2}
@@ -98,10 +87,7 @@ def make_spec(
         {
             "name": f"bench-{sampler}-{'prune' if prune else 'noprune'}-s{seed}",
             "data": data_config(args),
-            "teacher": {
-                "model": "builtin:minilm-l6",
-                "recipe": {"epochs": 3, "lr": 1.5e-4, "batch_size": 16},
-            },
+            "teacher": TINY_TEACHER,  # fine-tuned 3 epochs, lr 1.5e-4, batch 16
             "student": {"kind": "truncate", "num_layers": args.student_layers},
             "training": {"eval_every_steps": eval_every, "device": args.device},
             "search_space": {
@@ -241,186 +227,6 @@ def run_one(
     return record
 
 
-# --------------------------------------------------------------------------- report
-
-
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    if not xs:
-        return math.nan, math.nan
-    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
-def fmt(xs: list[float], digits: int = 4, pct: bool = False) -> str:
-    m, s = mean_std(xs)
-    if pct:
-        return f"{100 * m:.1f}% ± {100 * s:.1f}"
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
-def ratio(a: list[float], b: list[float]) -> str:
-    ma, mb = statistics.fmean(a), statistics.fmean(b)
-    return f"{ma / mb:.2f}x" if mb > 0 else "n/a"
-
-
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    def pick(sampler: str, prune: bool) -> list[dict[str, Any]]:
-        return [r for r in records if r["sampler"] == sampler and r["pruning"] == prune]
-
-    tpe, rnd, pruned = pick("tpe", False), pick("random", False), pick("tpe", True)
-    out: dict[str, Any] = {}
-    for key, group in (("tpe", tpe), ("random", rnd), ("tpe_pruned", pruned)):
-        out[key] = {
-            "hv_final": mean_std([r["hv_final"] for r in group]),
-            "hv_half": mean_std([r["hv_half"] for r in group]),
-            "wall_s": mean_std([r["wall_s"] for r in group]),
-            "saved_fraction": mean_std([r["saved_fraction"] for r in group]),
-            "n_pruned": sum(r["n_pruned"] for r in group),
-            "n_trials": sum(r["n_trials"] for r in group),
-        }
-    if tpe and rnd:
-        out["tpe_over_random_final"] = statistics.fmean(r["hv_final"] for r in tpe) / max(
-            1e-12, statistics.fmean(r["hv_final"] for r in rnd)
-        )
-        out["tpe_over_random_half"] = statistics.fmean(r["hv_half"] for r in tpe) / max(
-            1e-12, statistics.fmean(r["hv_half"] for r in rnd)
-        )
-    return out
-
-
-def machine(load_at_start: float | None = None) -> str:
-    cpu = cpu_model()
-    load = ""
-    with contextlib.suppress(OSError):
-        start = "" if load_at_start is None else f"{load_at_start:.2f} at start, "
-        load = f"; 1-min load average {start}{os.getloadavg()[0]:.2f} at end"
-    return (
-        f"{cpu}, {os.cpu_count()} cores (torch threads {torch.get_num_threads()}); "
-        f"torch {torch.__version__}; transformers {transformers.__version__}; "
-        f"optuna {optuna.__version__}; Python {platform.python_version()}{load}"
-    )
-
-
-def section(
-    records: list[dict[str, Any]],
-    args: argparse.Namespace,
-    meta: dict[str, Any],
-) -> str:
-    def pick(sampler: str, prune: bool) -> list[dict[str, Any]]:
-        return [r for r in records if r["sampler"] == sampler and r["pruning"] == prune]
-
-    tpe, rnd, pruned = pick("tpe", False), pick("random", False), pick("tpe", True)
-    n, half = args.n_trials, max(1, args.n_trials // 2)
-    exe = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
-    seeds = " ".join(str(s) for s in args.seeds)
-    lines = [
-        SECTION,
-        "",
-        f"Date: {meta['date']}  ",
-        f"Machine: {meta['machine']}  ",
-        f"Command: `{shlex.join([exe, *meta['argv']])}`  ",
-        f"Runtime: {meta['total_s'] / 60:.1f} min for {len(records)} studies "
-        f"({meta['teacher_s']:.0f} s of it preparing the teacher and its logits)",
-        "",
-        f"Setting: builtin rotten_tomatoes, {meta['n_train']} training / {meta['n_eval']} "
-        f"validation snippets, max_length {args.max_length}; teacher builtin MiniLM-L6 "
-        f"fine-tuned 3 epochs (lr 1.5e-4, batch 16), validation accuracy "
-        f"{meta['teacher_accuracy']}; student: {args.student_layers} truncated layers; "
-        f"{args.epochs:g} epoch per trial, batch {args.batch_size}, {meta['max_steps']} "
-        f"optimiser steps, evaluated every {meta['eval_every']} steps. Space: temperature "
-        "1..8 (log), alpha 0..1, lr 1e-5..5e-4 (log). Objectives: accuracy (max), conf_sigma "
-        f"(min). {n} trials per study, seeds {seeds}; one worker, SQLite.",
-        "",
-        "Hypervolume (HV) of (accuracy, conf_sigma) over a study's COMPLETE trials, Optuna's "
-        "`compute_hypervolume` on (-accuracy, conf_sigma) with reference accuracy 0.5, "
-        "conf_sigma 0.5 (the maximum possible is 0.25). Mean ± std over seeds.",
-        "",
-        "### TPE against random (no pruning)",
-        "",
-        f"| sampler | HV after {half} trials | HV after {n} trials | Pareto size | study wall s |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, group in (("tpe", tpe), ("random", rnd)):
-        lines.append(
-            f"| {name} | {fmt([r['hv_half'] for r in group])} | "
-            f"{fmt([r['hv_final'] for r in group])} | "
-            f"{fmt([r['pareto_size'] for r in group], 1)} | "
-            f"{fmt([r['wall_s'] for r in group], 0)} |"
-        )
-    if tpe and rnd:
-        wins = sum(a["hv_final"] > b["hv_final"] for a, b in zip(tpe, rnd, strict=True))
-        lines += [
-            f"| tpe / random | {ratio([r['hv_half'] for r in tpe], [r['hv_half'] for r in rnd])}"
-            f" | {ratio([r['hv_final'] for r in tpe], [r['hv_final'] for r in rnd])} | | |",
-            "",
-            f"TPE's final HV beats random's on {wins} of {len(tpe)} seed(s). kdsearch's TPE "
-            "starts with 5 random trials (`n_startup_trials=5`), drawn from the same seeded "
-            "random stream as the random sampler, so the two curves can only part after trial "
-            "5.",
-            "",
-            "Mean HV after each trial:",
-            "",
-            "| trials | " + " | ".join(str(k) for k in range(1, n + 1)) + " |",
-            "| --- |" + " --- |" * n,
-        ]
-        for name, group in (("tpe", tpe), ("random", rnd)):
-            curves = [r["hv_curve"] for r in group if len(r["hv_curve"]) >= n]
-            means = [statistics.fmean(c[k] for c in curves) for k in range(n)] if curves else []
-            lines.append(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    lines += [
-        "",
-        "### Multi-objective pruning (TPE, dominance pruner)",
-        "",
-        "| pruner | trials pruned | training steps saved | study wall s | final HV |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, group in (("off", tpe), ("on", pruned)):
-        if not group:
-            continue
-        lines.append(
-            f"| {name} | {sum(r['n_pruned'] for r in group)} / "
-            f"{sum(r['n_trials'] for r in group)} | "
-            f"{fmt([r['saved_fraction'] for r in group], pct=True)} | "
-            f"{fmt([r['wall_s'] for r in group], 0)} | "
-            f"{fmt([r['hv_final'] for r in group])} |"
-        )
-    if tpe and pruned:
-        off_s = statistics.fmean(r["wall_s"] for r in tpe)
-        on_s = statistics.fmean(r["wall_s"] for r in pruned)
-        lines += [
-            "",
-            f"Pruning on: `pruner: {json.dumps(PRUNER_ON)}` (a multi-objective study uses "
-            "kdsearch's DominancePruner: stop a trial whose (accuracy, conf_sigma) at an "
-            "evaluation step is dominated by at least 2 finished trials at that step, once 3 "
-            "have reached it). Off: the TPE studies of the table above (`pruner: none`). "
-            "Steps saved = `search.pruning.estimate_saved_fraction` with max_steps = "
-            f"{meta['max_steps']} optimiser steps per full trial. Wall-clock saved: "
-            f"{1 - on_s / off_s:.1%} of the study (it also includes each study's context "
-            "preparation and every complete trial's checkpoint and plot upload). Pruned "
-            "trials have no final values, so they add nothing to the HV.",
-        ]
-    lines += [
-        "",
-        "Per seed (final HV; steps saved with pruning):",
-        "",
-        "| seed | tpe | random | tpe + pruning | steps saved |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for seed in args.seeds:
-        row = {(r["sampler"], r["pruning"]): r for r in records if r["seed"] == seed}
-
-        def hv(key: tuple[str, bool], row: dict[tuple[str, bool], Any] = row) -> str:
-            return f"{row[key]['hv_final']:.4f}" if key in row else "-"
-
-        saved = row.get(("tpe", True))
-        saved_txt = f"{saved['saved_fraction']:.1%}" if saved else "-"
-        lines.append(
-            f"| {seed} | {hv(('tpe', False))} | {hv(('random', False))} | "
-            f"{hv(('tpe', True))} | {saved_txt} |"
-        )
-    lines.append("")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -440,8 +246,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--no-pruning", action="store_true", help="skip the pruning studies (samplers only)"
     )
-    p.add_argument("--write", type=Path, help="markdown file to put the section in")
-    p.add_argument("--json", type=Path, help="dump per-study records and the summary here")
+    add_output_args(p, "dump per-study records and the summary here")
     args = p.parse_args(argv)
     if args.quick:
         args.n_trials, args.seeds = 4, [args.seeds[0]]
@@ -467,15 +272,9 @@ def prepare_teacher(args: argparse.Namespace, eval_every: int) -> tuple[float, s
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("kdsearch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    quiet_logging()
 
-    t0 = time.perf_counter()
-    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t0, load_at_start = time.perf_counter(), loadavg()
     splits = load_dataset(DataConfig.model_validate(data_config(args)))
     n_train, n_eval = len(splits.train), len(splits.eval)
     max_steps = steps_per_trial(args, n_train)
@@ -499,9 +298,12 @@ def main(argv: list[str] | None = None) -> None:
                     run_one(args, Path(tmp), sampler, prune, seed, eval_every, max_steps)
                 )
     total = time.perf_counter() - t0
+    threads = f" (torch threads {torch.get_num_threads()})"
     meta = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(load_at_start),
+        "machine": machine(
+            threads, *versions(torch, transformers, optuna), load=(load_at_start, loadavg())
+        ),
         "argv": sys.argv if argv is None else [sys.argv[0], *argv],
         "total_s": total,
         "teacher_s": teacher_s,
@@ -511,23 +313,16 @@ def main(argv: list[str] | None = None) -> None:
         "max_steps": max_steps,
         "eval_every": eval_every,
     }
-    body = section(records, args, meta)
+    body = section(records, args, meta, PRUNER_ON)
+    payload = {
+        "meta": meta,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "summary": summarise(records),
+        "studies": records,
+    }
     print()
-    print(body)
+    publish(SECTION, body, args.write, args.json, payload)
     print(f"total {total / 60:.1f} min")
-    if args.write:
-        write_section(args.write, SECTION, body)
-        print(f"wrote {SECTION!r} to {args.write}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "meta": meta,
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "summary": summarise(records),
-            "studies": records,
-        }
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
-        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

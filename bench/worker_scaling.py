@@ -30,11 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import json
 import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -43,17 +39,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("OPTUNA_VERBOSITY", "WARNING")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.*, this checkout first
+from bench._env import bench_env
 
+bench_env(  # the workers inherit them: quiet logs, no progress bars
+    "TOKENIZERS_PARALLELISM",
+    "MPLBACKEND",
+    "OPTUNA_VERBOSITY",
+    "TRANSFORMERS_VERBOSITY",
+    "HF_HUB_DISABLE_PROGRESS_BARS",
+)
 import optuna  # noqa: E402
 import torch  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
@@ -65,7 +60,8 @@ from bench._pg import (  # noqa: E402
     postmaster_started,
     throwaway_database,
 )
-from bench._report import cpu_model, write_section  # noqa: E402
+from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
+from bench._trials import TINY  # noqa: E402
 from search import registry  # noqa: E402
 from search.runner import create_study  # noqa: E402
 from search.spec import StudySpec  # noqa: E402
@@ -78,17 +74,7 @@ def make_spec(args: argparse.Namespace) -> StudySpec:
     return StudySpec.model_validate(
         {
             "name": "worker-scaling",
-            "data": {
-                "source": "builtin:rotten_tomatoes",
-                "max_train": 320,
-                "max_eval": 96,
-                "max_length": 48,
-            },
-            "teacher": {
-                "model": "builtin:minilm-l6",
-                "recipe": {"epochs": 3, "lr": 1.5e-4, "batch_size": 16},
-            },
-            "student": {"kind": "truncate", "num_layers": 2},
+            **TINY,  # rotten_tomatoes 320/96 snippets, max_length 48; 2-layer student
             "search_space": {
                 "temperature": {"low": 1.0, "high": 4.0},
                 "alpha": {"low": 0.0, "high": 1.0},
@@ -183,21 +169,21 @@ def run_config(
 
 
 def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
-    exe = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
     default = info["default_threads"]
     ones = {r["threads"]: r for r in rows if r["workers"] == 1}
     first = next((r for r in rows if r["workers"] == 1), rows[0])
+    where = machine(
+        f" (torch's default: {default} threads per process)",
+        f"PostgreSQL {info['pg_version']} on 127.0.0.1",
+        *versions(torch, optuna),
+        load=info["load"],
+    )
+    runtime = (
+        f"{info['runtime_s'] / 60:.1f} min ({info['prepare_s']:.0f} s of it preparing the "
+        "teacher and its logits)"
+    )
     lines = [
-        SECTION,
-        "",
-        f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}  ",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores (torch's default: {default} "
-        f"threads per process); PostgreSQL {info['pg_version']} on 127.0.0.1; torch "
-        f"{torch.__version__}; optuna {optuna.__version__}; Python {platform.python_version()};"
-        f" 1-min load average {info['load'][0]:.2f} at start, {info['load'][1]:.2f} at end  ",
-        f"Command: `{shlex.join([exe, *sys.argv])}`  ",
-        f"Runtime: {info['runtime_s'] / 60:.1f} min ({info['prepare_s']:.0f} s of it preparing "
-        "the teacher and its logits)",
+        *header(SECTION, where, runtime),
         "",
         f"Per configuration: a fresh PostgreSQL database and study of {args.trials} trials "
         "(builtin rotten_tomatoes, 320 training / 96 validation snippets, max_length 48; "
@@ -270,8 +256,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     p.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE")
     p.add_argument("--quick", action="store_true", help="4 trials of 0.5 epoch")
-    p.add_argument("--write", type=Path, help="markdown file to put the section in")
-    p.add_argument("--json", type=Path, help="dump raw results here")
+    add_output_args(p, "dump raw results here")
     args = p.parse_args(argv)
     if args.quick:
         args.trials = 4
@@ -304,11 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         "prepare_s": prepare_s,
     }
     body = section(args, rows, info)
-    print(body)
-    if args.json:
-        args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2))
-    if args.write:
-        write_section(args.write, SECTION, body)
+    publish(SECTION, body, args.write, args.json, {"info": info, "rows": rows})
 
 
 if __name__ == "__main__":

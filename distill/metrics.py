@@ -43,6 +43,7 @@ from .calibration import (
 )
 
 __all__ = [
+    "DISPLAY_KEYS",
     "METRIC_KEYS",
     "EceMode",
     "ReliabilityBins",
@@ -252,6 +253,14 @@ METRIC_KEYS: tuple[str, ...] = (
     "ece_student",
     "ece_gap",
     "conf_spearman",
+)
+
+# What a person is shown (CLI summary, the report), in this order: the metrics above but the
+# flag, then the engine's own (student size and latency).
+DISPLAY_KEYS: tuple[str, ...] = (
+    *(k for k in METRIC_KEYS if k != "conf_sigma_defined"),
+    "params",
+    "latency_ms",
 )
 
 

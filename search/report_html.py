@@ -11,6 +11,8 @@ import html
 import math
 from typing import Any
 
+from distill.metrics import DISPLAY_KEYS
+
 from .report import Importance, Report
 from .report_plots import pareto_png
 
@@ -23,23 +25,6 @@ LEADERBOARD_METRICS = (
     "conf_mae",
     "agreement",
     "ece_gap",
-)
-DETAIL_METRICS = (
-    "accuracy",
-    "f1_macro",
-    "teacher_accuracy",
-    "agreement",
-    "conf_sigma",
-    "n_both_correct",
-    "conf_bias",
-    "conf_mae",
-    "kl_teacher_student",
-    "ece_teacher",
-    "ece_student",
-    "ece_gap",
-    "conf_spearman",
-    "params",
-    "latency_ms",
 )
 
 CSS = """
@@ -167,7 +152,7 @@ def _recommended(r: Report) -> str:
     metrics = rec["metrics"]
     rows = "".join(
         f'<tr><th>{e(m)}</th><td class="num">{fmt(metrics.get(m))}</td></tr>'
-        for m in DETAIL_METRICS
+        for m in DISPLAY_KEYS
         if m in metrics
     )
     params = "".join(

@@ -11,23 +11,7 @@ from typing import Any
 
 from distill.config import RunConfig
 from distill.configfile import load_model
-
-_SHOWN = (
-    "accuracy",
-    "teacher_accuracy",
-    "f1_macro",
-    "agreement",
-    "conf_sigma",
-    "conf_bias",
-    "conf_mae",
-    "kl_teacher_student",
-    "ece_teacher",
-    "ece_student",
-    "ece_gap",
-    "conf_spearman",
-    "params",
-    "latency_ms",
-)
+from distill.metrics import DISPLAY_KEYS
 
 
 def register(sub: Any) -> None:
@@ -90,7 +74,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     print(
         f"student: {result.student_info['num_layers']} layers, {result.metrics['params']:,} params"
     )
-    for name in _SHOWN:
+    for name in DISPLAY_KEYS:
         value = result.metrics.get(name)
         text = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else value)
         print(f"  {name:<20} {text}")
