@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import socket
 import tarfile
 import threading
 import time
@@ -25,6 +24,7 @@ from service.app import create_app
 from service.keys import create_key
 from service.settings import Settings
 
+from .proc_helpers import free_port
 from .search_helpers import tiny_spec
 
 
@@ -41,14 +41,8 @@ class Server:
         return httpx.Client(base_url=self.base, headers=headers, timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(settings: Settings) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )

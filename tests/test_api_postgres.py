@@ -14,8 +14,8 @@ import pytest
 from search.storage import make_engine
 from service.keys import create_key
 
+from .proc_helpers import free_port, popen_cli, serve_args, wait_for, wait_until_ok
 from .search_helpers import pg_available, pg_database, tiny_spec
-from .test_serve import _free_port, _serve, _wait
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is down")
 
@@ -24,11 +24,11 @@ def test_walk_on_postgres_with_embedded_worker(tiny_ctx, tmp_path: Path) -> None
     with pg_database() as url:
         key = create_key(make_engine(url), "alice")
         other = create_key(make_engine(url), "mallory")
-        port = _free_port()
+        port = free_port()
         base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
-        server = _serve(url, tmp_path / "art", port, "--workers", "1")
+        server = popen_cli(*serve_args(url, tmp_path / "art", port, "--workers", "1"))
         try:
-            _wait(lambda: httpx.get(f"{base}/readyz").status_code == 200, 120, "the server")
+            wait_until_ok(f"{base}/readyz", 120, "the server", interval=0.5)
             spec = tiny_spec(n_trials=2).model_dump(mode="json")
             assert httpx.post(f"{base}/v1/studies", json=spec).status_code == 401
             created = httpx.post(f"{base}/v1/studies", json=spec, headers=auth)
@@ -42,7 +42,13 @@ def test_walk_on_postgres_with_embedded_worker(tiny_ctx, tmp_path: Path) -> None
             def status() -> str:
                 return str(httpx.get(f"{base}/v1/studies/{sid}", headers=auth).json()["status"])
 
-            _wait(lambda: status() == "completed", 900, "the study to complete")
+            wait_for(
+                lambda: status() == "completed",
+                900,
+                "the study to complete",
+                interval=0.5,
+                ignore=(httpx.HTTPError,),
+            )
             study = httpx.get(f"{base}/v1/studies/{sid}", headers=auth).json()
             assert study["trials"]["COMPLETE"] == 2 and study["recommended"] is not None
             board = httpx.get(

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from .conftest import TINY
+from .proc_helpers import run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ},
-        timeout=600,
-        check=False,
-    )
 
 
 def write_config(path: Path, data: object) -> Path:

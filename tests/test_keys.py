@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,6 +10,8 @@ import sqlalchemy as sa
 from search.registry import api_keys
 from search.storage import make_engine
 from service.keys import any_active_key, create_key, revoke_key, verify_key
+
+from .proc_helpers import run_cli
 
 
 def test_keys_are_stored_hashed_and_verified(tmp_path: Path) -> None:
@@ -39,24 +38,8 @@ def test_keys_are_stored_hashed_and_verified(tmp_path: Path) -> None:
 
 def test_keys_create_cli_prints_the_key_last(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'kd.db'}"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "keys",
-            "create",
-            "--owner",
-            "bob",
-            "--database-url",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=120,
-        check=True,
-    )
+    proc = run_cli("keys", "create", "--owner", "bob", "--database-url", url, timeout=120)
+    proc.check_returncode()
     key = proc.stdout.strip().splitlines()[-1]
     principal = verify_key(make_engine(url), key)
     assert principal is not None and principal.owner == "bob"

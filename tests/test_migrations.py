@@ -13,6 +13,7 @@ from alembic import command
 import migrations
 from search.storage import make_engine, make_storage
 
+from .proc_helpers import run_cli
 from .search_helpers import pg_available, pg_database
 
 OURS = {
@@ -86,21 +87,12 @@ def test_sqlite_concurrent_upgrades(tmp_path: Path) -> None:
 
 
 def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
-    import os
     import subprocess
-    import sys
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "service.cli", "db", *args, "--database-url", url],
-            capture_output=True,
-            text=True,
-            env={**os.environ},
-            check=False,
-            timeout=120,
-        )
+        return run_cli("db", *args, "--database-url", url, timeout=120)
 
     assert cli("current").stdout.strip() == "current none, latest 0002: needs `kdsearch db upgrade`"
     up = cli("upgrade")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from search.storage import make_engine, make_storage
 from service.keys import create_key
 from service.settings import Settings
 
+from .proc_helpers import run_cli
 from .search_helpers import tiny_spec
 from .test_api import _serve
 
@@ -50,15 +49,9 @@ class Studied:
     study: optuna.Study
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=300,
-        check=False,
-    )
+def _report(*args: str) -> subprocess.CompletedProcess[str]:
+    """``kdsearch report ARGS``."""
+    return run_cli("report", *args, timeout=300)
 
 
 def _metric(t: FrozenTrial, name: str) -> float:
@@ -106,10 +99,9 @@ def studied(tiny_ctx, tmp_path_factory: pytest.TempPathFactory) -> Studied:  # t
 @pytest.fixture(scope="module")
 def report_html(studied: Studied, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report_out") / "nested"
-    proc = _cli(
-        "report", SID, "--out", str(out), "--database-url", studied.url,
-        "--artifact-dir", str(studied.art),
-    )  # fmt: skip
+    proc = _report(
+        SID, "--out", str(out), "--database-url", studied.url, "--artifact-dir", str(studied.art)
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(out / "report.html")
     return out / "report.html"
@@ -182,18 +174,16 @@ def test_cli_report_holds_the_leaderboard_verdict_and_images(
 
 
 def test_cli_errors_are_one_line(studied: Studied, tmp_path: Path) -> None:
-    proc = _cli("report", "kd-nope", "--out", str(tmp_path), "--database-url", studied.url)
+    proc = _report("kd-nope", "--out", str(tmp_path), "--database-url", studied.url)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (
         f"kdsearch: error: no study named 'kd-nope' in {studied.url} (see `kdsearch study show`)"
     )
-    proc = _cli(
-        "report", SID, "--out", str(tmp_path), "--database-url", studied.url, "--kappa", "-1"
-    )
+    proc = _report(SID, "--out", str(tmp_path), "--database-url", studied.url, "--kappa", "-1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "kdsearch: error: --kappa must be a positive number (got -1.0)"
     missing = f"sqlite:///{tmp_path / 'none.db'}"
-    proc = _cli("report", SID, "--out", str(tmp_path), "--database-url", missing)
+    proc = _report(SID, "--out", str(tmp_path), "--database-url", missing)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert not (tmp_path / "none.db").exists()
 

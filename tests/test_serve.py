@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +14,10 @@ from search.worker import Worker, WorkerOptions
 from service.serve import check_exposure, is_loopback, worker_options
 from service.settings import Settings
 
+from .proc_helpers import free_port, popen_cli, run_cli, serve_args, wait_for, wait_until_ok
 from .search_helpers import tiny_spec
+
+HTTP_ERRORS = (httpx.HTTPError,)  # the server is not listening yet, or restarting
 
 
 def test_exposure_rules() -> None:
@@ -33,68 +31,11 @@ def test_exposure_rules() -> None:
         check_exposure("0.0.0.0", s, has_keys=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serve(url: str, art: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--database-url",
-            url,
-            "--artifact-dir",
-            str(art),
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ},
-    )
-
-
-def _wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_refuses_public_bind_without_keys(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(_free_port()),
-            "--workers",
-            "0",
-            "--database-url",
-            f"sqlite:///{tmp_path / 'kd.db'}",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=120,
-        check=False,
-    )
+    proc = run_cli(
+        "serve", "--host", "0.0.0.0", "--port", str(free_port()), "--workers", "0",
+        "--database-url", f"sqlite:///{tmp_path / 'kd.db'}", timeout=120,
+    )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "refusing to serve on 0.0.0.0 with no API keys" in proc.stderr
 
@@ -117,33 +58,19 @@ def test_embedded_workers_get_distinct_seeds_and_one_gpu_each(tmp_path: Path) ->
 
 
 def test_serve_rejects_a_bad_device_list(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--workers",
-            "1",
-            "--devices",
-            "gpu0",
-            "--database-url",
-            f"sqlite:///{tmp_path / 'kd.db'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_cli(
+        "serve", "--workers", "1", "--devices", "gpu0",
+        "--database-url", f"sqlite:///{tmp_path / 'kd.db'}", timeout=120,
+    )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--devices: 'gpu0' is not a device: use cpu, cuda or cuda:N" in proc.stderr
 
 
 def test_restart_mid_study_resumes_it(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    url, art, port = f"sqlite:///{tmp_path / 'kd.db'}", tmp_path / "art", _free_port()
+    url, art, port = f"sqlite:///{tmp_path / 'kd.db'}", tmp_path / "art", free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _serve(url, art, port, "--workers", "1", "--open")
-    _wait(lambda: httpx.get(f"{base}/healthz").status_code == 200, 120, "the server")
+    server = popen_cli(*serve_args(url, art, port, "--workers", "1", "--open"))
+    wait_until_ok(f"{base}/healthz", 120, "the server", interval=0.5)
     spec = tiny_spec(
         n_trials=3, search_space={"epochs": 1, "lr": 1e-4, "temperature": {"low": 1, "high": 4}}
     )
@@ -155,7 +82,7 @@ def test_restart_mid_study_resumes_it(tiny_ctx, tmp_path: Path) -> None:  # type
         body = httpx.get(f"{base}/v1/studies/{sid}").json()
         return int(body["trials"].get("COMPLETE", 0))
 
-    _wait(lambda: complete() >= 1, 600, "a first trial")
+    wait_for(lambda: complete() >= 1, 600, "a first trial", interval=0.5, ignore=HTTP_ERRORS)
     server.send_signal(signal.SIGTERM)  # graceful: the worker finishes its trial
     out = server.communicate(timeout=300)[0]
     assert server.returncode == 0, out
@@ -166,12 +93,14 @@ def test_restart_mid_study_resumes_it(tiny_ctx, tmp_path: Path) -> None:  # type
     with pytest.raises(httpx.ConnectError):
         before().get(f"{base}/healthz")
 
-    server = _serve(url, art, port, "--workers", "1", "--open")
+    server = popen_cli(*serve_args(url, art, port, "--workers", "1", "--open"))
     try:
-        _wait(
+        wait_for(
             lambda: httpx.get(f"{base}/v1/studies/{sid}").json()["status"] == "completed",
             900,
             "the study to complete after the restart",
+            interval=0.5,
+            ignore=HTTP_ERRORS,
         )
         body = httpx.get(f"{base}/v1/studies/{sid}").json()
         assert body["trials"]["COMPLETE"] == 3

@@ -18,6 +18,7 @@ from search import registry
 from search.runner import create_study
 from search.storage import make_engine, make_storage
 
+from .proc_helpers import popen_cli, wait_for, worker_args
 from .search_helpers import pg_available, pg_database, tiny_spec
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is down")
@@ -25,34 +26,15 @@ OPTUNA_CLI = Path(sys.executable).parent / "optuna"
 
 
 def start_worker(url: str, art: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "worker",
-            "--database-url",
-            url,
-            "--artifact-dir",
-            str(art),
-            "--threads",
-            "1",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ},
-    )
+    return popen_cli(*worker_args(url, art, *extra))
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+def optuna_cli(*args: str) -> str:
+    """The optuna CLI's stdout; it must succeed."""
+    env = {**os.environ, "OPTUNA_VERBOSITY": "WARNING"}
+    return subprocess.run(
+        [str(OPTUNA_CLI), *args], capture_output=True, text=True, check=True, env=env
+    ).stdout
 
 
 def test_two_workers_share_the_budget_exactly(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -74,24 +56,11 @@ def test_two_workers_share_the_budget_exactly(tiny_ctx, tmp_path: Path) -> None:
         assert run is not None and run.claimed == 4 and run.status == "completed"
 
         # real clients: the optuna CLI reads the same study
-        env = {**os.environ, "OPTUNA_VERBOSITY": "WARNING"}
-        out = subprocess.run(
-            [str(OPTUNA_CLI), "trials", "--study-name", name, "--storage", url, "-f", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        ).stdout
+        out = optuna_cli("trials", "--study-name", name, "--storage", url, "-f", "json")
         listed = json.loads(out)
         assert sorted(r["number"] for r in listed) == [0, 1, 2, 3]
         assert {r["state"] for r in listed} == {"COMPLETE"}
-        best = subprocess.run(
-            [str(OPTUNA_CLI), "best-trials", "--study-name", name, "--storage", url, "-f", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        ).stdout
+        best = optuna_cli("best-trials", "--study-name", name, "--storage", url, "-f", "json")
         assert {r["number"] for r in json.loads(best)} == {t.number for t in study.best_trials}
 
 
@@ -106,7 +75,7 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_ctx, tmp_path: Path) -> 
         def running() -> bool:
             return any(t.state == TrialState.RUNNING for t in study.get_trials())
 
-        wait_for(running, 300, "the first worker to start a trial")
+        wait_for(running, 300, "the first worker to start a trial", interval=0.5)
         time.sleep(2)  # mid-trial
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)

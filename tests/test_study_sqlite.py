@@ -14,6 +14,7 @@ from search.pruning import estimate_saved_fraction
 from search.runner import create_study, run_study
 from search.storage import make_engine, make_storage
 
+from .proc_helpers import popen_cli, run_cli, worker_args
 from .search_helpers import tiny_spec
 
 
@@ -132,58 +133,24 @@ def test_failing_trials_fail_alone_then_the_study(tiny_ctx, tmp_path: Path) -> N
 
 
 def test_study_run_cli_prints_the_leaderboard(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    import os
-    import subprocess
-    import sys
-
     import yaml
 
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(tiny_spec(n_trials=2).model_dump(mode="json")))
     url = f"sqlite:///{tmp_path / 'kd.db'}"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "study",
-            "run",
-            "--spec",
-            str(spec_path),
-            "--database-url",
-            url,
-            "--artifact-dir",
-            str(tmp_path / "a"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=600,
-        check=False,
-    )
+    proc = run_cli(
+        "study", "run", "--spec", str(spec_path), "--database-url", url,
+        "--artifact-dir", str(tmp_path / "a"),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("trial 0: COMPLETE accuracy=")
     assert any(ln.startswith("study kd-") and ": completed (complete 2)" in ln for ln in lines)
     assert any(ln.startswith("recommended: trial ") for ln in lines)
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "study",
-            "run",
-            "--spec",
-            str(spec_path),
-            "--database-url",
-            "mysql://root@localhost/x",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
+    bad = run_cli(
+        "study", "run", "--spec", str(spec_path), "--database-url", "mysql://root@localhost/x",
         timeout=120,
-        check=False,
-    )
+    )  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--database-url: unsupported database URL 'mysql'" in bad.stderr
 
@@ -198,33 +165,13 @@ def test_example_study_spec_is_valid() -> None:
 
 
 def test_sigterm_finishes_the_current_trial_then_exits(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     url = f"sqlite:///{tmp_path / 'kd.db'}"
     name = create_study(tiny_spec(n_trials=3, search_space={"epochs": 1, "lr": 1e-4}), url)
     study = _load(url, name)
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "worker",
-            "--database-url",
-            url,
-            "--artifact-dir",
-            str(tmp_path / "a"),
-            "--threads",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ},
-    )
+    worker = popen_cli(*worker_args(url, tmp_path / "a"))
     deadline = time.monotonic() + 300
     while not any(t.state == TrialState.RUNNING for t in study.get_trials()):
         assert time.monotonic() < deadline and worker.poll() is None, "no trial started"

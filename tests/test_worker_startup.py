@@ -15,8 +15,8 @@ from search import registry
 from search.storage import make_engine, wait_for_database
 from search.worker import Worker, WorkerOptions
 
+from .proc_helpers import run_cli
 from .search_helpers import PG_ADMIN, pg_available
-from .test_cli import run_cli
 
 # Nothing listens on port 1: connection refused, the way a database that is not up yet looks.
 NOBODY = "postgresql+psycopg://postgres@127.0.0.1:1/kdsearch"

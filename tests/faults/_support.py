@@ -1,7 +1,7 @@
-"""Shared helpers for the fault tests: real subprocesses, waits, and loss checks.
+"""Shared helpers for the fault tests: specs, faults to inject, and loss checks.
 
-Every process writes to a log file (never a pipe, which a chatty worker could fill and
-block on); a failed wait shows the tail of each watched process's log.
+The processes themselves (``start_process``, ``wait_for``, ...) come from
+``tests/proc_helpers.py``.
 """
 
 from __future__ import annotations
@@ -9,12 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +24,9 @@ from sqlalchemy.engine import Engine
 from search import registry
 from search.spec import StudySpec
 
+from ..proc_helpers import Proc, wait_for
 from ..search_helpers import PG_ADMIN, pg_available, tiny_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 PG_VERSION = sorted(os.listdir("/etc/postgresql"))[0] if Path("/etc/postgresql").is_dir() else ""
 
 # A worker that can write nothing its uid does not own: root without CAP_DAC_OVERRIDE
@@ -56,117 +53,6 @@ def fault_spec(teacher: str, **overrides: Any) -> StudySpec:
     return tiny_spec(**base)
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "service.cli", *args]
-
-
-def run_cli(
-    *args: str, timeout: float = 600, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``kdsearch ARGS`` to the end; stdout and stderr captured."""
-    return subprocess.run(
-        cli(*args),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-        check=False,
-    )
-
-
-@dataclass
-class Proc:
-    """A started process and its log file."""
-
-    popen: subprocess.Popen[bytes]
-    log: Path
-    name: str
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def tail(self, n: int = 4000) -> str:
-        return f"--- {self.name} (pid {self.pid}, rc {self.popen.poll()}) ---\n{self.output()[-n:]}"
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            os.kill(self.pid, sig)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} did not exit in {timeout}s\n{self.tail()}") from None
-
-    def stop(self, timeout: float = 120) -> None:
-        """SIGTERM, then SIGKILL: for clean-up, whatever state the test left it in."""
-        if not self.alive():
-            return
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(30)
-
-
-def start_process(
-    *args: str,
-    log: Path,
-    env: dict[str, str] | None = None,
-    prefix: Sequence[str] = (),
-    name: str | None = None,
-) -> Proc:
-    """Start ``kdsearch ARGS`` (behind ``prefix``, e.g. setpriv) with output to ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as fh:
-        popen = subprocess.Popen(
-            [*prefix, *cli(*args)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-    return Proc(popen, log, name or f"kdsearch {args[0]}")
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    timeout: float,
-    what: str,
-    *,
-    procs: Sequence[Proc] = (),
-    interval: float = 1.0,
-    ignore: tuple[type[BaseException], ...] = (),
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail when a watched process
-    exits first or time runs out. Exceptions in ``ignore`` count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except ignore:
-            value = None
-        if value:
-            return value
-        dead = [p for p in procs if not p.alive()]
-        if dead:
-            logs = "\n".join(p.tail() for p in procs)
-            raise AssertionError(f"{dead[0].name} exited while waiting for {what}\n{logs}")
-        if time.monotonic() >= deadline:
-            logs = "\n".join(p.tail() for p in procs)
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
-        time.sleep(interval)
-
-
 def worker_children(pid: int) -> list[int]:
     """The multiprocessing worker processes a ``kdsearch serve`` process started."""
     out = []
@@ -181,16 +67,6 @@ def worker_children(pid: int) -> list[int]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def worker_args(url: str, art: Path, *extra: str) -> list[str]:
-    return ["worker", "--database-url", url, "--artifact-dir", str(art), "--threads", "1", *extra]
-
-
 def serve_env(teacher: str, **settings: str) -> dict[str, str]:
     """``KDSEARCH_*`` settings for a service that accepts the teacher folder."""
     roots = json.dumps([str(Path(teacher).parent)])
@@ -198,19 +74,6 @@ def serve_env(teacher: str, **settings: str) -> dict[str, str]:
         "KDSEARCH_MODEL_ROOTS": roots,
         **{f"KDSEARCH_{k.upper()}": v for k, v in settings.items()},
     }
-
-
-def serve_args(url: str, art: Path, port: int, *extra: str) -> list[str]:
-    return [
-        "serve",
-        "--port",
-        str(port),
-        "--database-url",
-        url,
-        "--artifact-dir",
-        str(art),
-        *extra,
-    ]
 
 
 def _pg_ctl(action: str, timeout: float) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from search import registry
 from search.storage import make_engine
 
-from ._support import fault_spec, run_cli
+from ..proc_helpers import run_cli
+from ._support import fault_spec
 
 pytestmark = pytest.mark.faults
 

@@ -21,17 +21,8 @@ from search import registry
 from search.storage import make_engine, make_storage
 from service.keys import create_key
 
-from ._support import (
-    assert_no_crash,
-    assert_none_running,
-    fault_spec,
-    free_port,
-    serve_args,
-    serve_env,
-    start_process,
-    trials_of,
-    wait_for,
-)
+from ..proc_helpers import free_port, serve_args, start_process, wait_until_ok
+from ._support import assert_no_crash, assert_none_running, fault_spec, serve_env, trials_of
 
 pytestmark = pytest.mark.faults
 CLIENTS, OWNERS, QUOTA = 20, 4, 3
@@ -104,13 +95,7 @@ def test_twenty_clients_post_and_poll_during_trials(
                 problems.append(f"client {i}: {type(exc).__name__}: {exc}")
 
     try:
-        wait_for(
-            lambda: httpx.get(f"{base}/readyz").status_code == 200,
-            300,
-            "the service",
-            procs=[server],
-            ignore=(httpx.HTTPError,),
-        )
+        wait_until_ok(f"{base}/readyz", 300, "the service", procs=[server])
         threads = [threading.Thread(target=guarded, args=(i,)) for i in range(CLIENTS)]
         for t in threads:
             t.start()

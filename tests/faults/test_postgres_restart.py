@@ -19,6 +19,7 @@ from search import study as study_mod
 from search.runner import create_study
 from search.storage import make_engine, make_storage
 
+from ..proc_helpers import start_process, wait_for, worker_args
 from ._support import (
     assert_no_crash,
     assert_none_running,
@@ -27,11 +28,8 @@ from ._support import (
     fault_spec,
     restart_postgres,
     snapshot,
-    start_process,
     states,
     trials_of,
-    wait_for,
-    worker_args,
 )
 
 pytestmark = pytest.mark.faults

@@ -23,18 +23,15 @@ from search.artifacts import ArtifactStoreError, make_artifact_store, store_fail
 from search.runner import create_study
 from search.storage import make_engine, make_storage
 
+from ..proc_helpers import run_cli, start_process, wait_for, worker_args
 from ._support import (
     NO_DAC_OVERRIDE,
     assert_none_running,
     assert_nothing_lost,
     fault_spec,
-    run_cli,
     snapshot,
-    start_process,
     states,
     trials_of,
-    wait_for,
-    worker_args,
 )
 
 pytestmark = [

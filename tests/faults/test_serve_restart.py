@@ -21,16 +21,13 @@ import pytest
 from search import registry
 from search.storage import make_engine, make_storage
 
+from ..proc_helpers import free_port, serve_args, start_process, wait_for, wait_until_ok
 from ._support import (
     assert_no_crash,
     assert_nothing_lost,
     fault_spec,
-    free_port,
-    serve_args,
     serve_env,
     snapshot,
-    start_process,
-    wait_for,
     worker_children,
 )
 
@@ -55,13 +52,7 @@ def test_service_restart_mid_trial_resumes_the_study(
     server = start_process(*args, log=tmp_path / "serve1.log", env=env, name="serve (first)")
     restarted = None
     try:
-        wait_for(
-            lambda: httpx.get(f"{base}/readyz").status_code == 200,
-            300,
-            "the service",
-            procs=[server],
-            ignore=(httpx.HTTPError,),
-        )
+        wait_until_ok(f"{base}/readyz", 300, "the service", procs=[server])
         # evaluations every 3 steps: an abandoned trial stops at the next one, not the end
         spec = fault_spec(fault_teacher, n_trials=2, training={"eval_every_steps": 3})
         created = httpx.post(f"{base}/v1/studies", json=spec.model_dump(mode="json"))
