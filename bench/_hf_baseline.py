@@ -117,8 +117,8 @@ class DistillTrainer(Trainer):
 def run_baseline(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
     from distill.data import load_dataset
     from distill.device import resolve_device, seed_everything
+    from distill.families.transformer import truncate_teacher, truncated_layers
     from distill.mapping import resolve_mapping
-    from distill.student import truncate_teacher, truncated_layers
     from distill.teacher import prepare_teacher
 
     device = resolve_device(cfg.train.device)

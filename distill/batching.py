@@ -41,18 +41,37 @@ class Batch:
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
 
 
-def encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> EncodedSplit:
-    """Tokenize texts once (truncated, not padded)."""
+# The label of a row that has none (transfer and augmented rows): no hard loss there.
+UNLABELLED = -1
+
+
+def encode(
+    tokenizer: Any, examples: Sequence[Example] | Sequence[str], max_length: int
+) -> EncodedSplit:
+    """Tokenize texts once (truncated, not padded); plain strings are unlabelled rows."""
+    texts = [e if isinstance(e, str) else e.text for e in examples]
+    if not texts:
+        return EncodedSplit(input_ids=[], labels=torch.zeros(0, dtype=torch.long))
     enc = tokenizer(
-        [e.text for e in examples],
+        texts,
         truncation=True,
         max_length=max_length,
         padding=False,
         return_attention_mask=False,
         return_token_type_ids=False,
     )
-    labels = torch.tensor([e.label for e in examples], dtype=torch.long)
+    labels = torch.tensor(
+        [UNLABELLED if isinstance(e, str) else e.label for e in examples], dtype=torch.long
+    )
     return EncodedSplit(input_ids=[list(x) for x in enc["input_ids"]], labels=labels)
+
+
+def concat_splits(splits: Sequence[EncodedSplit]) -> EncodedSplit:
+    """One split holding the rows of ``splits`` in order."""
+    return EncodedSplit(
+        input_ids=[ids for s in splits for ids in s.input_ids],
+        labels=torch.cat([s.labels for s in splits]),
+    )
 
 
 def collate(split: EncodedSplit, rows: Sequence[int], pad_id: int) -> Batch:

@@ -1,4 +1,12 @@
-"""Student checkpoints: a Hugging Face folder (config with labels, safetensors, tokenizer)."""
+"""Student checkpoints: one folder per student, whatever its family.
+
+- ``transformer``: a plain Hugging Face folder (config with labels, safetensors, tokenizer)
+  that ``from_pretrained`` and ``pipeline`` load as is;
+- ``bilstm``, ``textcnn``: ``model.safetensors`` plus ``kdsearch_student.json``, read back by
+  kdsearch's own code (never a pickle, never remote code);
+- every family: ``labels.json``, the teacher's tokenizer files and ``model.onnx`` (see
+  :mod:`distill.export`), so the student serves with onnxruntime alone.
+"""
 
 from __future__ import annotations
 
@@ -6,43 +14,69 @@ import json
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer
 
-from .attention import use_attention
 from .errors import ModelError
+from .families import StudentModel, get_family
+from .families.base import LABELS_JSON, STUDENT_JSON, read_student_json
 
-WEIGHTS = "model.safetensors"
+RUN_JSON = "kdsearch.json"
 
 
 def save_student(
-    model: PreTrainedModel,
+    student: StudentModel,
     tokenizer: Any,
     out_dir: str | Path,
     label_names: list[str],
     extra: dict[str, Any] | None = None,
+    *,
+    onnx: bool = True,
+    max_length: int = 512,
 ) -> Path:
-    """Write a folder that ``from_pretrained`` and ``pipeline`` load as is."""
+    """Write a student folder (see the module doc); ``extra`` goes to ``kdsearch.json``."""
+    from .export import export_onnx
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.config.id2label = dict(enumerate(label_names))
-    model.config.label2id = {name: i for i, name in enumerate(label_names)}
-    use_attention(model, "sdpa")  # the kd_scores attention is a training-time device
-    model.save_pretrained(out, safe_serialization=True)
+    student.set_labels(label_names)
+    student.save_weights(out)
     tokenizer.save_pretrained(out)
+    if not (out / STUDENT_JSON).is_file():
+        (out / STUDENT_JSON).write_text(json.dumps({"family": student.family}, indent=2))
+    labels = {
+        "id2label": dict(enumerate(label_names)),
+        "family": student.family,
+        "max_length": max_length,
+    }
+    (out / LABELS_JSON).write_text(json.dumps(labels, indent=2))
     if extra:
-        (out / "kdsearch.json").write_text(json.dumps(extra, indent=2, sort_keys=True))
-    if not (out / WEIGHTS).is_file():
-        raise ModelError(f"saving the student to {out} wrote no {WEIGHTS}")
+        (out / RUN_JSON).write_text(json.dumps(extra, indent=2, sort_keys=True))
+    if onnx:
+        export_onnx(student, out, tokenizer, max_length=max_length)
     return out
 
 
-def load_student(path: str | Path) -> tuple[PreTrainedModel, Any]:
-    """Load a saved student (safetensors only, never remote code)."""
-    folder = Path(path)
-    if not (folder / WEIGHTS).is_file():
-        raise ModelError(f"{folder} is not a kdsearch student checkpoint (no {WEIGHTS})")
-    model = AutoModelForSequenceClassification.from_pretrained(
-        folder, use_safetensors=True, trust_remote_code=False
+def checkpoint_family(folder: Path) -> str:
+    """The family a saved student belongs to (a bare Hugging Face folder is a transformer)."""
+    meta = read_student_json(folder)
+    if meta is not None and "family" in meta:
+        return str(meta["family"])
+    if (folder / "config.json").is_file():
+        return "transformer"
+    raise ModelError(
+        f"{folder} is not a kdsearch student checkpoint (no {STUDENT_JSON} or config.json)"
     )
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    return model, tokenizer
+
+
+def load_student(path: str | Path) -> tuple[StudentModel, Any]:
+    """Load a saved student of any family and its tokenizer (safetensors only)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelError(f"checkpoint folder {folder} does not exist")
+    student = get_family(checkpoint_family(folder)).load(folder)
+    student.eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer saved in {folder}: {exc}") from exc
+    return student, tokenizer

@@ -6,13 +6,29 @@ the search layer samples values into these, the CLI reads them from YAML or JSON
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import ConfigError
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class AugmentConfig(_Strict):
+    """Tang et al.'s augmentation: more transfer rows made from the labelled and transfer text.
+
+    Each copy of a text masks every word with probability ``mask_prob`` (the tokenizer's mask
+    token), then with probability ``ngram_prob`` keeps only a random n-gram (n in 1..5).
+    ``copies`` augmented copies are made per text, seeded and cached; 0 turns it off.
+    """
+
+    copies: int = Field(default=0, ge=0, le=64)
+    mask_prob: float = Field(default=0.1, ge=0.0, le=1.0)
+    ngram_prob: float = Field(default=0.25, ge=0.0, le=1.0)
+    seed: int = 0
 
 
 class DataConfig(_Strict):
@@ -35,6 +51,27 @@ class DataConfig(_Strict):
     max_eval: int | None = Field(default=500, ge=2)
     max_length: int = Field(default=64, ge=8, le=512)
     seed: int = 0
+    # Unlabelled transfer text, soft-labelled by the teacher: csv:PATH, jsonl:PATH or
+    # builtin:rotten_tomatoes_unlabelled (the corpus rows not used for train or validation).
+    transfer: str | None = None
+    transfer_text_field: str | None = None  # default: text_field
+    max_transfer: int | None = Field(default=None, ge=1)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("transfer")
+    @classmethod
+    def _transfer_scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        ok = v == "builtin:rotten_tomatoes_unlabelled" or (
+            v.split(":", 1)[0] in {"csv", "jsonl"} and len(v.split(":", 1)) == 2 and v[4:]
+        )
+        if not ok:
+            raise ValueError(
+                f"unknown transfer source {v!r}: use csv:PATH, jsonl:PATH or "
+                "builtin:rotten_tomatoes_unlabelled"
+            )
+        return v
 
     @field_validator("source")
     @classmethod
@@ -72,7 +109,11 @@ class TeacherConfig(_Strict):
 
 
 class StudentConfig(_Strict):
-    """The student.
+    """The student: a ``family`` (``transformer``, ``bilstm``, ``textcnn``) and its shape.
+
+    ``options`` holds each non-transformer family's shape by family name, e.g.
+    ``{"bilstm": {"hidden_size": 300, "layers": 1}}`` (see ``distill.families``); the
+    transformer family uses the fields below.
 
     - ``truncate``: a copy of the teacher keeping ``keep_layers`` (teacher layers numbered
       1..N, as in the layer mapping; 0 is the embeddings), or ``num_layers`` layers picked
@@ -83,6 +124,8 @@ class StudentConfig(_Strict):
       teacher when the hidden sizes agree, random otherwise).
     """
 
+    family: str = "transformer"
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     kind: Literal["truncate", "pretrained", "fresh"] = "truncate"
     num_layers: int = Field(default=2, ge=1, le=48)
     keep_layers: list[int] | None = None
@@ -93,7 +136,16 @@ class StudentConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> StudentConfig:
-        if self.kind == "pretrained" and not self.path:
+        if self.family != "transformer" or self.options:
+            from .families import family_options  # torch: only when a family needs it
+
+            try:
+                family_options(self.family, self.options.get(self.family))
+                for name, raw in self.options.items():
+                    family_options(name, raw)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        if self.family == "transformer" and self.kind == "pretrained" and not self.path:
             raise ValueError("student.path is required when student.kind is 'pretrained'")
         if self.kind == "fresh" and self.hidden_size % self.num_heads:
             raise ValueError(
@@ -128,6 +180,7 @@ class DistillConfig(_Strict):
     ``one_stage``.
     """
 
+    method: str = "kd"
     mode: Literal["one_stage", "two_stage"] = "one_stage"
     temperature: float = Field(default=2.0, gt=0, le=100)
     alpha: float = Field(default=0.5, ge=0, le=1)
@@ -195,6 +248,7 @@ class MetricsConfig(_Strict):
     ece_bins: int = Field(default=10, ge=2, le=1000)
     ece_mode: Literal["top_label", "all_classes"] = "top_label"
     latency_batches: int = Field(default=3, ge=1)
+    latency_repeats: int = Field(default=5, ge=1, le=100)
 
 
 class RunConfig(_Strict):
@@ -206,3 +260,18 @@ class RunConfig(_Strict):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @model_validator(mode="after")
+    def _method_fits_student(self) -> RunConfig:
+        """The method can run on this family (e.g. TinyBERT's losses need a transformer)."""
+        from .families import get_family
+        from .losses import get_soft_loss
+        from .methods import get_method
+
+        try:
+            get_soft_loss(self.distill.soft_loss)
+            family = get_family(self.student.family)
+            get_method(self.distill.method).check_config(self, family.provides)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self

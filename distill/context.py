@@ -1,27 +1,30 @@
 """What every trial of a study shares: data, teacher, tokens and the teacher's logits.
 
 Preparing it costs a teacher fine-tune (first time only) and one teacher pass over the
-data; a worker prepares it once per study and reuses it for every trial.
+data (transfer rows included); a worker prepares it once per study and reuses it for every
+trial. Augmented copies are made and soft-labelled on first use, one copy at a time, so
+trials that sample a different ``data.augment.copies`` share them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .batching import EncodedSplit, encode
-from .config import RunConfig
+from .batching import EncodedSplit, concat_splits, encode
+from .config import DataConfig, RunConfig
 from .data import DatasetSplits, load_dataset
 from .device import resolve_device
-from .errors import TrainingError
-from .evaluate import predict_logits
+from .evaluate import measure_latency_ms, predict_logits
 from .paths import home
+from .soft_labels import cached_logits, check_finite
 from .teacher import Teacher, prepare_teacher
+from .transfer import augment_copy, load_transfer, text_key, texts_hash
 
 
 @dataclass
@@ -42,15 +45,72 @@ class RunContext:
     device: torch.device
     max_length: int
     bf16: bool
+    data: DataConfig = field(default_factory=DataConfig)
+    transfer_texts: list[str] = field(default_factory=list)
+    transfer: EncodedSplit | None = None
+    transfer_logits: torch.Tensor | None = None
+    # augmented copies (1-based, in order): texts, rows and teacher logits
+    _augmented: list[tuple[list[str], EncodedSplit, torch.Tensor]] = field(default_factory=list)
+    _teacher_latency: dict[tuple[int, int, int], float] = field(default_factory=dict)
 
     @property
     def pad_id(self) -> int:
         return int(self.teacher.tokenizer.pad_token_id or 0)
 
+    def training_rows(self, copies: int = 0) -> tuple[EncodedSplit, torch.Tensor]:
+        """Labelled train rows + transfer rows + ``copies`` augmented copies, with the
+        teacher's logits for each. Unlabelled rows carry label -1 (no hard loss)."""
+        parts = [(self.train, self.teacher_outputs.train_logits)]
+        if self.transfer is not None and self.transfer_logits is not None:
+            parts.append((self.transfer, self.transfer_logits))
+        for _, split, logits in self._augmented_copies(copies):
+            parts.append((split, logits))
+        if len(parts) == 1:
+            return parts[0]
+        return concat_splits([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _augmented_copies(self, copies: int) -> list[tuple[list[str], EncodedSplit, torch.Tensor]]:
+        aug = self.data.augment
+        source = [e.text for e in self.splits.train] + self.transfer_texts
+        exclude = {text_key(t) for t in source}
+        exclude |= {text_key(e.text) for e in self.splits.eval}
+        for texts, _, _ in self._augmented:
+            exclude |= {text_key(t) for t in texts}
+        mask_token = str(self.teacher.tokenizer.mask_token or "[MASK]")
+        while len(self._augmented) < copies:
+            k = len(self._augmented) + 1
+            texts = augment_copy(source, k, mask_token, aug, exclude)
+            split = encode(self.teacher.tokenizer, texts, self.max_length)
+            content = texts_hash(texts)
+            logits = cached_logits(
+                self.teacher, split, content, "augmented", self.max_length, self.device, self.bf16
+            )
+            self._augmented.append((texts, split, logits))
+        return self._augmented[:copies]
+
+    def teacher_latency_ms(self, batch_size: int, batches: int, repeats: int) -> float:
+        """The teacher's latency, measured as every student's is; once per setting."""
+        key = (batch_size, batches, repeats)
+        if key not in self._teacher_latency:
+            self.teacher.module.set_attention("sdpa")
+            self._teacher_latency[key] = measure_latency_ms(
+                self.teacher.module,
+                self.eval,
+                batch_size,
+                self.pad_id,
+                self.device,
+                batches,
+                self.bf16,
+                repeats,
+            )
+        return self._teacher_latency[key]
+
 
 def context_key(cfg: RunConfig) -> str:
-    """Trials whose configs share this key can share one context."""
-    parts = [cfg.data.model_dump_json(), cfg.teacher.model_dump_json(), cfg.train.device]
+    """Trials whose configs share this key can share one context (the number of augmented
+    copies is not part of it: a context makes copies on demand)."""
+    data = cfg.data.model_dump_json(exclude={"augment": {"copies"}})
+    parts = [data, cfg.teacher.model_dump_json(), cfg.train.device]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -75,16 +135,11 @@ def teacher_outputs(
         return TeacherOutputs(stored["train_logits"], stored["eval_logits"])
     pad_id = int(teacher.tokenizer.pad_token_id or 0)
     out = TeacherOutputs(
-        predict_logits(teacher.model, train, batch_size, pad_id, device, bf16),
-        predict_logits(teacher.model, eval_split, batch_size, pad_id, device, bf16),
+        predict_logits(teacher.module, train, batch_size, pad_id, device, bf16),
+        predict_logits(teacher.module, eval_split, batch_size, pad_id, device, bf16),
     )
     for name, logits in (("train", out.train_logits), ("eval", out.eval_logits)):
-        if not torch.isfinite(logits).all():
-            bad = int((~torch.isfinite(logits)).any(-1).sum())
-            raise TrainingError(
-                f"the teacher produced NaN/inf logits on {bad} {name} examples: "
-                "check the teacher weights"
-            )
+        check_finite(logits, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({"train_logits": out.train_logits, "eval_logits": out.eval_logits}, str(tmp))
@@ -105,11 +160,22 @@ def prepare_context(
         bf16=cfg.train.bf16,
         on_step=on_teacher_step,
     )
-    train = encode(teacher.tokenizer, splits.train, cfg.data.max_length)
-    eval_split = encode(teacher.tokenizer, splits.eval, cfg.data.max_length)
+    max_length = cfg.data.max_length
+    train = encode(teacher.tokenizer, splits.train, max_length)
+    eval_split = encode(teacher.tokenizer, splits.eval, max_length)
     outputs = teacher_outputs(
-        teacher, splits, train, eval_split, cfg.data.max_length, device, cfg.train.bf16
+        teacher, splits, train, eval_split, max_length, device, cfg.train.bf16
     )
-    return RunContext(
-        splits, teacher, train, eval_split, outputs, device, cfg.data.max_length, cfg.train.bf16
+    ctx = RunContext(
+        splits, teacher, train, eval_split, outputs, device, max_length, cfg.train.bf16, cfg.data
     )
+    if cfg.data.transfer is not None:
+        texts = load_transfer(
+            cfg.data, [e.text for e in splits.train], [e.text for e in splits.eval]
+        )
+        ctx.transfer_texts = texts
+        ctx.transfer = encode(teacher.tokenizer, texts, max_length)
+        ctx.transfer_logits = cached_logits(
+            teacher, ctx.transfer, texts_hash(texts), "transfer", max_length, device, ctx.bf16
+        )
+    return ctx

@@ -69,8 +69,14 @@ def kl_divergence(
 
 
 def hard_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Ordinary cross-entropy on the true labels."""
-    return F.cross_entropy(student_logits.float(), labels)
+    """Cross-entropy on the true labels, averaged over the rows that have one (label >= 0);
+    0 for a batch of unlabelled (transfer) rows only."""
+    labelled = labels >= 0
+    if bool(labelled.all()):
+        return F.cross_entropy(student_logits.float(), labels)
+    if not bool(labelled.any()):
+        return student_logits.float().sum() * 0.0
+    return F.cross_entropy(student_logits.float()[labelled], labels[labelled])
 
 
 def prediction_loss(

@@ -261,6 +261,7 @@ DISPLAY_KEYS: tuple[str, ...] = (
     *(k for k in METRIC_KEYS if k != "conf_sigma_defined"),
     "params",
     "latency_ms",
+    "speedup_vs_teacher",
 )
 
 

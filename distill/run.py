@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import PreTrainedModel
 
 from .checkpoint import save_student
 from .config import RunConfig
 from .context import RunContext, prepare_context
 from .device import deterministic, seed_everything
 from .evaluate import measure_latency_ms
+from .families import StudentModel
 from .mapping import resolve_mapping
 from .metrics import softmax
 from .plots import confidence_scatter, reliability_diagram
@@ -27,7 +27,7 @@ from .train import Distiller, EvalCallback, EvalEvent, ProgressFn
 class DistillResult:
     metrics: dict[str, Any]
     history: list[EvalEvent]
-    student: PreTrainedModel
+    student: StudentModel
     student_info: dict[str, Any]
     ctx: RunContext
     eval_student_logits: np.ndarray
@@ -35,6 +35,7 @@ class DistillResult:
     steps: int
     examples_seen: int
     layer_mapping: list[int] = field(default_factory=list)
+    n_train_rows: int = 0  # labelled + transfer + augmented rows trained on
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record of the run (what ``metrics.json`` holds)."""
@@ -47,6 +48,8 @@ class DistillResult:
                 "source": self.ctx.splits.source,
                 "labels": self.ctx.splits.label_names,
                 "n_train": len(self.ctx.splits.train),
+                "n_transfer": len(self.ctx.transfer_texts),
+                "n_train_rows": self.n_train_rows,
                 "n_eval": len(self.ctx.splits.eval),
             },
             "history": [asdict(e) for e in self.history],
@@ -68,30 +71,36 @@ def run_distillation(
     started = time.perf_counter()
     with deterministic(ctx.device):
         seed_everything(cfg.train.seed)
-        teacher_layers = ctx.teacher.num_layers
         student, info = build_student(
             cfg.student, ctx.teacher, ctx.splits, cfg.distill.layer_mapping, cfg.train.seed
         )
-        mapping = resolve_mapping(
-            cfg.distill.layer_mapping, int(student.config.num_hidden_layers), teacher_layers
+        mapping = (
+            resolve_mapping(cfg.distill.layer_mapping, student.num_layers, ctx.teacher.num_layers)
+            if student.num_layers
+            else []
         )
-        distiller = Distiller(ctx, student, cfg, mapping)
+        rows, logits = ctx.training_rows(cfg.data.augment.copies)
+        distiller = Distiller(ctx, student, cfg, mapping, rows, logits)
         trained = distiller.fit(callback, progress)
     seconds = time.perf_counter() - started
     metrics = dict(trained.history[-1].metrics)
     metrics["params"] = info["params"]
-    metrics["latency_ms"] = round(
-        measure_latency_ms(
-            student,
-            ctx.eval,
-            cfg.train.eval_batch_size,
-            ctx.pad_id,
-            ctx.device,
-            cfg.metrics.latency_batches,
-            ctx.bf16,
-        ),
-        4,
+    m = cfg.metrics
+    latency = measure_latency_ms(
+        student,
+        ctx.eval,
+        cfg.train.eval_batch_size,
+        ctx.pad_id,
+        ctx.device,
+        m.latency_batches,
+        ctx.bf16,
+        m.latency_repeats,
     )
+    teacher_latency = ctx.teacher_latency_ms(
+        cfg.train.eval_batch_size, m.latency_batches, m.latency_repeats
+    )
+    metrics["latency_ms"] = round(latency, 4)
+    metrics["speedup_vs_teacher"] = round(teacher_latency / max(latency, 1e-9), 3)
     return DistillResult(
         metrics=metrics,
         history=trained.history,
@@ -103,6 +112,7 @@ def run_distillation(
         steps=trained.steps,
         examples_seen=trained.examples_seen,
         layer_mapping=mapping,
+        n_train_rows=len(rows),
     )
 
 
@@ -131,7 +141,7 @@ def write_plots(result: DistillResult, out_dir: Path, cfg: RunConfig) -> dict[st
 
 
 def write_outputs(result: DistillResult, cfg: RunConfig, out_dir: str | Path) -> dict[str, Path]:
-    """``metrics.json``, ``checkpoint/`` (HF folder) and ``plots/*.png`` under ``out_dir``."""
+    """``metrics.json``, ``checkpoint/`` (see :mod:`distill.checkpoint`) and ``plots/*.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = save_student(
@@ -140,6 +150,7 @@ def write_outputs(result: DistillResult, cfg: RunConfig, out_dir: str | Path) ->
         out / "checkpoint",
         result.ctx.splits.label_names,
         extra={"metrics": result.metrics, "config": cfg.model_dump(mode="json")},
+        max_length=cfg.data.max_length,
     )
     plots = write_plots(result, out / "plots", cfg)
     summary = result.summary()

@@ -29,6 +29,7 @@ from .config import FinetuneRecipe, TeacherConfig
 from .data import DatasetSplits
 from .device import autocast, seed_everything, to_device
 from .errors import ModelError
+from .families.transformer import HFClassifier
 from .optim import make_optimizer
 from .paths import network_allowed, teachers_dir
 
@@ -42,6 +43,14 @@ class Teacher:
     fingerprint: str  # identifies the weights: part of every downstream cache key
     path: Path | None  # local folder holding the weights, when there is one
     info: dict[str, Any]
+    _module: HFClassifier | None = None
+
+    @property
+    def module(self) -> HFClassifier:
+        """The teacher behind the family interface (shares the weights of ``model``)."""
+        if self._module is None or self._module.model is not self.model:
+            self._module = HFClassifier(self.model)
+        return self._module
 
     @property
     def num_layers(self) -> int:
@@ -170,13 +179,14 @@ def finetune(
         [model], recipe.lr, recipe.weight_decay, recipe.warmup_ratio, total
     )
     gen = torch.Generator().manual_seed(recipe.seed)
+    classifier = HFClassifier(model)
     step = 0
     while step < total:
         for batch in train_batches(train, recipe.batch_size, pad_id, gen, group_by_length=True):
             b = batch.to(device)
             with autocast(device, bf16):
-                out = model(**b.model_inputs())
-            loss = torch.nn.functional.cross_entropy(out.logits.float(), b.labels)
+                logits = classifier(b.input_ids, b.attention_mask).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), b.labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

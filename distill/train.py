@@ -1,7 +1,9 @@
 """The distillation loop, composed of small pieces: stages -> batches -> step -> evaluate.
 
-The teacher's logits come from the context's cache; the teacher itself runs in a step only
-when an intermediate loss needs its hidden states or attention scores.
+The loop knows neither a family nor a method: the method plans the stages, says which
+outputs it needs and makes the loss; the student is any :class:`StudentModel`. The teacher's
+logits come from the context's cache; the teacher itself runs in a step only when the method
+asks for its intermediate outputs.
 """
 
 from __future__ import annotations
@@ -13,29 +15,17 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
-from .attention import SCORES_IMPL, use_attention
-from .batching import Batch, steps_per_epoch, train_batches
+from .batching import Batch, EncodedSplit, steps_per_epoch, train_batches
 from .config import RunConfig
 from .context import RunContext
 from .device import autocast, to_device
 from .errors import TrainingError
 from .evaluate import predict_logits
-from .losses import attention_mse, embedding_mse, hidden_mse, prediction_loss
+from .families.base import StudentModel
+from .methods import DistillationMethod, Stage, StepInputs, get_method
 from .metrics import confidence_metrics
 from .optim import make_optimizer
-from .student import HiddenProjection
-
-
-@dataclass(frozen=True)
-class Stage:
-    index: int
-    name: str
-    epochs: float
-    lr: float
-    prediction: bool
-    intermediate: bool
 
 
 @dataclass
@@ -63,86 +53,47 @@ class TrainResult:
 
 
 def plan_stages(cfg: RunConfig) -> list[Stage]:
-    t, d = cfg.train, cfg.distill
-    if d.mode == "two_stage":
-        return [
-            Stage(1, "intermediate", t.stage1.epochs, t.stage1.lr, False, True),
-            Stage(2, "prediction", t.stage2.epochs, t.stage2.lr, True, False),
-        ]
-    return [Stage(1, "one_stage", t.epochs, t.lr, True, d.uses_intermediate)]
+    """The stages the configured method runs (no model needed)."""
+    method = get_method(cfg.distill.method)
+    return method.plan(cfg)
 
 
 class Distiller:
-    """Trains one student against the context's teacher."""
+    """Trains one student against the context's teacher with the configured method."""
 
     def __init__(
-        self, ctx: RunContext, student: PreTrainedModel, cfg: RunConfig, mapping: list[int]
+        self,
+        ctx: RunContext,
+        student: StudentModel,
+        cfg: RunConfig,
+        mapping: list[int],
+        train_split: EncodedSplit | None = None,
+        train_logits: torch.Tensor | None = None,
     ) -> None:
         self.ctx, self.student, self.cfg, self.mapping = ctx, student, cfg, mapping
-        d = cfg.distill
-        self.need_attention = bool(d.attention_weight)
-        self.need_hidden = bool(d.hidden_weight or d.embedding_weight)
-        s_width, t_width = int(student.config.hidden_size), ctx.teacher.hidden_size
-        self.projection: nn.Module | None = None
-        if self.need_hidden and s_width != t_width:
-            self.projection = HiddenProjection(s_width, t_width)
-        impl = SCORES_IMPL if self.need_attention else "sdpa"
-        use_attention(student, impl)
-        use_attention(ctx.teacher.model, impl)
+        self.train_split = train_split if train_split is not None else ctx.train
+        self.train_logits = (
+            train_logits if train_logits is not None else ctx.teacher_outputs.train_logits
+        )
+        self.method: DistillationMethod = get_method(cfg.distill.method)(
+            cfg, student, ctx.teacher, mapping
+        )
         to_device(self.student, ctx.device)
-        if self.projection is not None:
-            self.projection.to(ctx.device)
+        for module in self.method.extra_modules():
+            module.to(ctx.device)
 
     # ---------------------------------------------------------------- one step
-    def _intermediate_loss(self, batch: Batch, s_out: Any) -> torch.Tensor:
-        d = self.cfg.distill
-        with torch.no_grad(), autocast(self.ctx.device, self.ctx.bf16):
-            t_out = self.ctx.teacher.model(
-                **batch.model_inputs(),
-                output_hidden_states=self.need_hidden,
-                output_attentions=self.need_attention,
-            )
-        mask = batch.attention_mask
-        total = torch.zeros((), device=self.ctx.device)
-        n = len(self.mapping)
-        for m, g in enumerate(self.mapping, start=1):
-            if d.hidden_weight:
-                h = hidden_mse(
-                    s_out.hidden_states[m], t_out.hidden_states[g], mask, self.projection
-                )
-                total = total + d.hidden_weight * h / n
-            if d.attention_weight:
-                a = attention_mse(s_out.attentions[m - 1], t_out.attentions[g - 1], mask)
-                total = total + d.attention_weight * a / n
-        if d.embedding_weight:
-            e = embedding_mse(s_out.hidden_states[0], t_out.hidden_states[0], mask, self.projection)
-            total = total + d.embedding_weight * e
-        return total
-
     def loss(self, batch: Batch, stage: Stage) -> torch.Tensor:
-        d = self.cfg.distill
-        use_inter = stage.intermediate and d.uses_intermediate
-        with autocast(self.ctx.device, self.ctx.bf16):
-            s_out = self.student(
-                **batch.model_inputs(),
-                output_hidden_states=use_inter and self.need_hidden,
-                output_attentions=use_inter and self.need_attention,
-            )
-            total = torch.zeros((), device=self.ctx.device)
-            if stage.prediction:
-                t_logits = self.ctx.teacher_outputs.train_logits[batch.index].to(self.ctx.device)
-                total = total + prediction_loss(
-                    s_out.logits,
-                    t_logits,
-                    batch.labels,
-                    soft_loss=d.soft_loss,
-                    temperature=d.temperature,
-                    alpha=d.alpha,
-                    t2_scaling=d.t2_scaling,
-                )
-            if use_inter:
-                total = total + self._intermediate_loss(batch, s_out)
-        return total
+        ctx, method = self.ctx, self.method
+        with autocast(ctx.device, ctx.bf16):
+            s_out = self.student(batch.input_ids, batch.attention_mask, method.student_needs(stage))
+            t_out = None
+            t_needs = method.teacher_needs(stage)
+            if t_needs:
+                with torch.no_grad():
+                    t_out = ctx.teacher.module(batch.input_ids, batch.attention_mask, t_needs)
+            t_logits = self.train_logits[batch.index].to(ctx.device)
+            return method.loss(stage, StepInputs(batch, s_out, t_logits, t_out))
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
@@ -167,15 +118,13 @@ class Distiller:
         self, callback: EvalCallback | None = None, progress: ProgressFn | None = None
     ) -> TrainResult:
         t = self.cfg.train
-        stages = plan_stages(self.cfg)
-        per_epoch = steps_per_epoch(len(self.ctx.train), t.batch_size)
+        stages = self.method.stages()
+        per_epoch = steps_per_epoch(len(self.train_split), t.batch_size)
         budgets = [max(1, math.ceil(s.epochs * per_epoch)) for s in stages]
         total_steps, result = sum(budgets), TrainResult()
         gen = torch.Generator().manual_seed(t.seed)
         eval_every = t.eval_every_steps or per_epoch
-        params: list[nn.Module] = [self.student]
-        if self.projection is not None:
-            params.append(self.projection)
+        params: list[nn.Module] = [self.student, *self.method.extra_modules()]
         self.student.train()
         for stage, budget in zip(stages, budgets, strict=True):
             optimizer, scheduler = make_optimizer(
@@ -184,7 +133,7 @@ class Distiller:
             done, running, count = 0, 0.0, 0
             while done < budget:
                 batches = train_batches(
-                    self.ctx.train, t.batch_size, self.ctx.pad_id, gen, t.group_by_length
+                    self.train_split, t.batch_size, self.ctx.pad_id, gen, t.group_by_length
                 )
                 for batch in batches:
                     loss = self.loss(batch.to(self.ctx.device), stage)

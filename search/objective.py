@@ -20,7 +20,7 @@ from distill.train import EvalEvent
 
 from .artifacts import probe_writable, upload_trial_outputs
 from .pruning import DominancePruner, record_intermediate
-from .space import apply_params
+from .space import apply_params, sample_params
 from .spec import StudySpec
 from .storage import database_unavailable, first_line
 
@@ -39,6 +39,7 @@ WORST: dict[str, float] = {
     "agreement": 0.0,
     "params": 1e12,
     "latency_ms": 1e9,
+    "speedup_vs_teacher": 0.0,
 }
 
 
@@ -151,7 +152,7 @@ class TrialObjective:
 
     def _run(self, trial: optuna.Trial) -> Sequence[float] | float:
         probe_writable(self.store)
-        params = {name: p.suggest(trial) for name, p in self.space.items()}
+        params = sample_params(self.space, trial, self.spec.student.family)
         cfg = build_run_config(self.spec, params)
         trial.set_user_attr("config", cfg.model_dump(mode="json"))
         result = run_distillation(cfg, ctx=self.ctx, callback=self._on_eval(trial))

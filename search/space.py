@@ -2,6 +2,14 @@
 
 A parameter in a spec is either a bare value (fixed), ``{"low", "high", "log", "step"}``
 (a range; int or float by the parameter's kind) or ``{"choices": [...]}`` (categorical).
+
+Conditional parameters (Optuna's define-by-run): ``family`` picks the student family, and a
+parameter that belongs to one family (``student_layers`` and the intermediate-loss settings
+to ``transformer``; ``bilstm_hidden_size``, ``textcnn_channels``, ... to theirs) is sampled
+only in trials of that family. ``<family>_lr`` and ``<family>_epochs`` override ``lr`` and
+``epochs`` for that family's trials (BiLSTM and TextCNN students want larger learning rates
+than transformers). The family parameters are read from each family's own options model, so
+a new family brings its searchable shape with it.
 """
 
 from __future__ import annotations
@@ -19,9 +27,30 @@ class ParamDef:
     kind: Kind
     target: tuple[str, ...]  # where the value goes in the RunConfig dict
     help: str
+    family: str | None = None  # sampled only in trials of this student family
 
 
-PARAMS: dict[str, ParamDef] = {
+TRANSFORMER = "transformer"
+# Settings that only a transformer student can use (TinyBERT's losses need its layers).
+_TRANSFORMER_ONLY = {
+    "hidden_weight",
+    "attention_weight",
+    "embedding_weight",
+    "layer_mapping",
+    "mode",
+    "stage1_lr",
+    "stage1_epochs",
+    "stage2_lr",
+    "stage2_epochs",
+    "student_layers",
+}
+# Training settings a family may override with ``<family>_<name>``.
+_FAMILY_OVERRIDES = {
+    "lr": ParamDef("float", ("train", "lr"), "learning rate"),
+    "epochs": ParamDef("float", ("train", "epochs"), "epochs"),
+}
+
+_BASE_PARAMS: dict[str, ParamDef] = {
     "temperature": ParamDef("float", ("distill", "temperature"), "softmax temperature T"),
     "alpha": ParamDef("float", ("distill", "alpha"), "weight of the hard-label loss"),
     "soft_loss": ParamDef("categorical", ("distill", "soft_loss"), "kl or soft_ce"),
@@ -40,7 +69,70 @@ PARAMS: dict[str, ParamDef] = {
     "weight_decay": ParamDef("float", ("train", "weight_decay"), "AdamW weight decay"),
     "warmup_ratio": ParamDef("float", ("train", "warmup_ratio"), "share of warmup steps"),
     "student_layers": ParamDef("int", ("student", "num_layers"), "student depth"),
+    "family": ParamDef("categorical", ("student", "family"), "student family"),
+    "method": ParamDef("categorical", ("distill", "method"), "distillation method"),
+    "augment_copies": ParamDef(
+        "int", ("data", "augment", "copies"), "augmented copies per text (Tang et al.)"
+    ),
 }
+
+
+def _option_kind(annotation: Any) -> Kind:
+    if annotation is bool or annotation is int:
+        return "categorical" if annotation is bool else "int"
+    if annotation is float:
+        return "float"
+    return "categorical"
+
+
+def _all_params() -> dict[str, ParamDef]:
+    from distill.families import available_families, option_fields
+
+    params = {
+        name: ParamDef(d.kind, d.target, d.help, TRANSFORMER if name in _TRANSFORMER_ONLY else None)
+        for name, d in _BASE_PARAMS.items()
+    }
+    for family in available_families():
+        if family == TRANSFORMER:
+            continue
+        for name, d in _FAMILY_OVERRIDES.items():
+            params[f"{family}_{name}"] = ParamDef(d.kind, d.target, f"{family}: {d.help}", family)
+        for field, info in option_fields(family).items():
+            params[f"{family}_{field}"] = ParamDef(
+                _option_kind(info.annotation),
+                ("student", "options", family, field),
+                f"{family}: {info.description or field.replace('_', ' ')}",
+                family,
+            )
+    return params
+
+
+PARAMS: dict[str, ParamDef] = _all_params()
+
+
+def sample_params(
+    space: dict[str, ParamSpec], trial: optuna.Trial, default_family: str
+) -> dict[str, Any]:
+    """Sample one trial's values, define-by-run: the family first, then only the
+    parameters that apply to it (a family's own override beats the generic one)."""
+    values: dict[str, Any] = {}
+    family = default_family
+    if "family" in space:
+        family = space["family"].suggest(trial)
+        values["family"] = family
+    for name, p in space.items():
+        owner = PARAMS[name].family
+        if name == "family" or (owner is not None and owner != family):
+            continue
+        if owner is None and f"{family}_{name}" in space and name in _FAMILY_OVERRIDES:
+            continue  # the family's own lr/epochs apply instead
+        values[name] = p.suggest(trial)
+    return values
+
+
+def is_conditional(space: dict[str, ParamSpec]) -> bool:
+    """Whether trials may sample different parameter sets (TPE then groups them)."""
+    return "family" in space and not space["family"].is_fixed
 
 
 @dataclass(frozen=True)
@@ -140,11 +232,41 @@ def _number(value: Any) -> Any:
 
 
 def apply_params(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Write sampled values into a RunConfig-shaped dict (mutates and returns it)."""
-    for name, value in values.items():
+    """Write sampled values into a RunConfig-shaped dict (mutates and returns it).
+
+    A family's own override (``bilstm_lr``) is written after the generic one (``lr``).
+    """
+    ordered = sorted(values.items(), key=lambda kv: PARAMS[kv[0]].family is not None)
+    for name, value in ordered:
         target = PARAMS[name].target
         node = base
         for key in target[:-1]:
             node = node.setdefault(key, {})
         node[target[-1]] = value
     return base
+
+
+def check_param_values(p: ParamSpec) -> None:
+    """Every value a trial could take (a fixed value, each choice, both ends of a range) is
+    one the engine accepts: its config rules and its registries (families, methods, family
+    options) are applied now, so a trial never samples an impossible value."""
+    from pydantic import ValidationError
+
+    from distill.config import RunConfig
+    from distill.configfile import describe_validation_error
+
+    owner = PARAMS[p.name].family
+    values: list[Any] = (
+        [p.fixed] if p.is_fixed else list(p.choices) if p.choices else [p.low, p.high]
+    )
+    for value in values:
+        if p.kind == "int" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        base: dict[str, Any] = {"student": {"family": owner}} if owner else {}
+        try:
+            RunConfig.model_validate(apply_params(base, {p.name: value}))
+        except ValidationError as exc:
+            raise ValueError(
+                f"search_space.{p.name}: the value {value!r} is not allowed "
+                f"({describe_validation_error(exc)})"
+            ) from None

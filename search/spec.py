@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from distill.config import DataConfig, MetricsConfig, StudentConfig, TeacherConfig
 
-from .space import PARAMS, ParamSpec, parse_param
+from .space import PARAMS, ParamSpec, check_param_values, parse_param
 
 # Metrics a study may optimise or constrain (DESIGN.md names).
 OBJECTIVE_METRICS: dict[str, Literal["maximize", "minimize"]] = {
@@ -29,6 +29,7 @@ OBJECTIVE_METRICS: dict[str, Literal["maximize", "minimize"]] = {
     "conf_spearman": "maximize",
     "params": "minimize",
     "latency_ms": "minimize",
+    "speedup_vs_teacher": "maximize",
 }
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
@@ -156,7 +157,7 @@ class StudySpec(_Strict):
                 f"{', '.join(PARAMS)}"
             )
         for name, raw in v.items():
-            parse_param(name, raw)  # raises ValueError naming the parameter
+            check_param_values(parse_param(name, raw))  # raises ValueError naming it
         return v
 
     @model_validator(mode="after")

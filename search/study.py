@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from . import registry
 from .pruning import make_single_objective_pruner
+from .space import is_conditional
 from .spec import StudySpec
 
 SPEC_ATTR = "kdsearch:spec"
@@ -23,7 +24,16 @@ def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.Base
     seed = spec.seed + 1000 * worker_index
     name = spec.sampler
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
+        # a conditional space (several student families) is sampled per group of
+        # parameters that occur together, so each family's parameters are modelled apart
+        grouped = is_conditional(spec.parsed_space())
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            constant_liar=True,
+            n_startup_trials=5,
+            multivariate=grouped,
+            group=grouped,
+        )
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if name == "random":

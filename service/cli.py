@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distill.errors import KDSearchError
 
-from . import cli_db, cli_distill, cli_keys, cli_report, cli_search, cli_serve
+from . import cli_db, cli_distill, cli_keys, cli_predict, cli_report, cli_search, cli_serve
 from .logs import configure_logging
 
 
@@ -22,6 +22,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_distill.register(sub)
+    cli_predict.register(sub)
     cli_search.register(sub)
     cli_db.register(sub)
     cli_keys.register(sub)

@@ -71,9 +71,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     with _bar(show, "distill") as bar:
         result = run_distillation(cfg, ctx=ctx, progress=bar)
     paths = write_outputs(result, cfg, args.out)
-    print(
-        f"student: {result.student_info['num_layers']} layers, {result.metrics['params']:,} params"
-    )
+    info = result.student_info
+    shape = f"{info['num_layers']} layers" if info.get("num_layers") else info["family"]
+    print(f"student: {info['family']}, {shape}, {result.metrics['params']:,} params")
     for name in DISPLAY_KEYS:
         value = result.metrics.get(name)
         text = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else value)

@@ -18,7 +18,7 @@ from distill.train import EvalEvent, plan_stages
 
 from .conftest import tiny_config
 
-ALL_METRICS = {*METRIC_KEYS, "params", "latency_ms"}
+ALL_METRICS = {*METRIC_KEYS, "params", "latency_ms", "speedup_vs_teacher"}
 
 
 def test_one_stage_run_reports_every_metric(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
@@ -80,9 +80,9 @@ def test_two_stage_runs_both_stages(tiny_ctx) -> None:  # type: ignore[no-untype
         train={"stage1": {"epochs": 2, "lr": 5e-4}, "stage2": {"epochs": 1, "lr": 1e-4}},
     )
     stages = plan_stages(cfg)
-    assert [(s.name, s.prediction, s.intermediate) for s in stages] == [
-        ("intermediate", False, True),
-        ("prediction", True, False),
+    assert [(s.name, s.epochs, s.lr) for s in stages] == [
+        ("intermediate", 2, 5e-4),
+        ("prediction", 1, 1e-4),
     ]
     events: list[EvalEvent] = []
     result = run_distillation(cfg, ctx=tiny_ctx, callback=events.append)
@@ -136,7 +136,7 @@ def test_fresh_student_with_other_width_uses_projection(tiny_ctx) -> None:  # ty
         train={"epochs": 0.5},
     )
     result = run_distillation(cfg, ctx=tiny_ctx)
-    assert result.student.config.hidden_size == 128
+    assert result.student.hidden_size == 128
     assert result.student_info["num_layers"] == 2
     # a 128-wide, 2-layer BERT is far smaller than the 384-wide teacher
     assert result.metrics["params"] < 0.4 * sum(
@@ -156,7 +156,7 @@ def test_pretrained_student(tiny_ctx, tmp_path) -> None:  # type: ignore[no-unty
     )
     second = run_distillation(cfg, ctx=tiny_ctx)
     assert second.student_info["kind"] == "pretrained"
-    assert second.student.config.num_hidden_layers == 2
+    assert second.student.num_layers == 2
 
 
 def test_teacher_cache_reuses_the_fine_tuned_teacher(tiny_ctx) -> None:  # type: ignore[no-untyped-def]

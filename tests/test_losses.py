@@ -19,7 +19,7 @@ from distill.losses import (
     prediction_loss,
     soft_cross_entropy,
 )
-from distill.student import HiddenProjection
+from distill.methods.kd import HiddenProjection
 
 
 def test_registry_names() -> None:

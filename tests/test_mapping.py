@@ -7,8 +7,8 @@ import torch
 
 from distill.config import StudentConfig
 from distill.errors import ConfigError, ModelError
+from distill.families.transformer import encoder_layers, truncate_teacher, truncated_layers
 from distill.mapping import available_mappings, resolve_mapping
-from distill.student import encoder_layers, truncate_teacher, truncated_layers
 
 
 def test_registered_mappings() -> None:

@@ -65,12 +65,12 @@ def check_model(field: str, name: str, settings: Settings) -> None:
         )
 
 
-def check_data(source: str, settings: Settings) -> None:
+def check_data(source: str, settings: Settings, field: str = "data.source") -> None:
     scheme, _, rest = source.partition(":")
     if scheme in {"csv", "jsonl"}:
-        if not _under("data.source", rest, settings.data_roots):
+        if not _under(field, rest, settings.data_roots):
             raise _reject(
-                "data.source",
+                field,
                 f"file {rest!r} is outside the allowed data roots "
                 f"({_roots_text(settings.data_roots)}): move it there or set KDSEARCH_DATA_ROOTS",
             )
@@ -90,6 +90,8 @@ def check_spec(spec: StudySpec, settings: Settings) -> None:
             "ask for fewer trials (KDSEARCH_MAX_TRIALS sets the limit)",
         )
     check_data(spec.data.source, settings)
+    if spec.data.transfer is not None:
+        check_data(spec.data.transfer, settings, "data.transfer")
     check_model("teacher.model", spec.teacher.model, settings)
     if spec.student.path is not None:
         check_model("student.path", spec.student.path, settings)

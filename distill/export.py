@@ -1,0 +1,106 @@
+"""ONNX export of any student family: ``(input_ids, attention_mask) -> logits``.
+
+The graph has dynamic batch and sequence axes and sits next to the tokenizer files and
+``labels.json``, so onnxruntime alone (no torch) can serve it. The exported logits are
+checked against torch's on a probe batch before the file is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ModelError
+from .families import StudentModel
+
+ONNX_FILE = "model.onnx"
+INPUT_NAMES = ["input_ids", "attention_mask"]
+OUTPUT_NAME = "logits"
+OPSET = 18
+
+
+def _probe_batch(tokenizer: Any, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two rows of different lengths, padded: the exporter sees real padding."""
+    texts = ["a short one", "a somewhat longer example sentence, so the batch has padding"]
+    enc = tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_token_type_ids=False,
+    )
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def export_onnx(
+    student: StudentModel,
+    folder: Path,
+    tokenizer: Any,
+    *,
+    max_length: int = 512,
+    atol: float = 1e-4,
+) -> Path:
+    """Write ``folder/model.onnx`` and check it against torch (max abs diff <= ``atol``)."""
+    path = folder / ONNX_FILE
+    was_training = student.training
+    device = next(student.parameters()).device
+    student.set_attention("sdpa")
+    student.eval()
+    module = student.onnx_module().cpu()
+    ids, mask = _probe_batch(tokenizer, max_length)
+    # the exporter warns about torchvision ops it cannot register: irrelevant here
+    for name in ("torch.onnx", "onnxscript", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dynamic = {name: {0: batch, 1: sequence} for name in INPUT_NAMES}
+    try:
+        # torch.export's exporter: the TorchScript one mis-traces transformers' masks
+        with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (ids, mask),
+                str(path),
+                input_names=INPUT_NAMES,
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=dynamic,
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        with torch.no_grad():
+            expected = module(ids, mask).float().numpy()
+    finally:
+        student.to(device)
+        student.train(was_training)
+    got = run_onnx(path, ids.numpy(), mask.numpy())
+    diff = float(np.max(np.abs(got - expected)))
+    if diff > atol:
+        path.unlink(missing_ok=True)
+        raise ModelError(
+            f"the ONNX export of this {student.family} student differs from torch by {diff:.2e} "
+            f"(> {atol}); the export was not kept"
+        )
+    return path
+
+
+def run_onnx(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Logits from an exported student with onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {
+        "input_ids": input_ids.astype(np.int64),
+        "attention_mask": attention_mask.astype(np.int64),
+    }
+    (logits,) = session.run([OUTPUT_NAME], feeds)
+    return np.asarray(logits, dtype=np.float32)

@@ -1,0 +1,69 @@
+"""The ``textcnn`` family (Kim 2014): embeddings -> parallel 1-D convolutions -> max-pool.
+
+Each kernel slides over the zero-padded sequence; windows that only cover padding are
+dropped before the max, so a row scores the same alone or in any batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from ._native import NativeOptions, NativeStudent
+from .base import ModelOutputs
+from .registry import register_family
+
+
+class TextCNNOptions(NativeOptions):
+    embedding_dim: int = Field(default=300, ge=8, le=4096)
+    kernel_sizes: list[int] = Field(default_factory=lambda: [3, 4, 5], min_length=1, max_length=8)
+    channels: int = Field(default=100, ge=1, le=4096)
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+    train_embeddings: bool = True
+
+    @field_validator("kernel_sizes")
+    @classmethod
+    def _kernels(cls, v: list[int]) -> list[int]:
+        if any(k < 1 or k > 32 for k in v):
+            raise ValueError(f"kernel sizes must lie in 1..32; got {v}")
+        return v
+
+
+@register_family
+class TextCNNStudent(NativeStudent):
+    family = "textcnn"
+    options_model = TextCNNOptions
+
+    def __init__(
+        self, options: TextCNNOptions, vocab_size: int, num_labels: int, pad_id: int
+    ) -> None:
+        super().__init__(options, vocab_size, num_labels, pad_id)
+        o = options
+        self.embedding = nn.Embedding(vocab_size, o.embedding_dim, padding_idx=pad_id)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(o.embedding_dim, o.channels, k, padding=k - 1) for k in o.kernel_sizes
+        )
+        self.dropout = nn.Dropout(o.dropout)
+        self.classifier = nn.Linear(o.channels * len(o.kernel_sizes), num_labels)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.options.channels * len(self.options.kernel_sizes))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        needs: frozenset[str] = frozenset(),
+    ) -> ModelOutputs:
+        lengths = attention_mask.sum(1, keepdim=True).clamp_min(1)  # (B, 1)
+        x = self._masked_embeddings(self.embedding, input_ids, attention_mask).transpose(1, 2)
+        pooled = []
+        for k, conv in zip(self.options.kernel_sizes, self.convs, strict=True):
+            out = torch.relu(conv(x))  # (B, C, L + k - 1); window t ends at token t
+            positions = torch.arange(out.shape[2], device=out.device).unsqueeze(0)
+            valid = (positions <= lengths + (k - 2)).unsqueeze(1).to(out.dtype)
+            # ReLU outputs are >= 0, so zeroing the padding-only windows leaves the max intact
+            pooled.append((out * valid).amax(dim=2))
+        return ModelOutputs(self.classifier(self.dropout(torch.cat(pooled, dim=1))))

@@ -1,0 +1,75 @@
+"""The distillation-method interface: which outputs a method needs, and the loss it makes.
+
+A method is built once per run for (config, student, teacher, layer mapping). It plans the
+training stages, says per stage which intermediate outputs it needs from the student and
+the teacher (an empty set means the cached teacher logits suffice and the teacher does not
+run), may own extra trainable modules (a projection) and turns outputs into a loss.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
+
+from ..families.base import ModelOutputs, StudentModel
+
+if TYPE_CHECKING:
+    from ..batching import Batch
+    from ..config import RunConfig
+    from ..teacher import Teacher
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    name: str
+    epochs: float
+    lr: float
+
+
+@dataclass
+class StepInputs:
+    """What a loss sees for one batch."""
+
+    batch: Batch
+    student: ModelOutputs
+    teacher_logits: torch.Tensor  # cached, for every row of the batch
+    teacher: ModelOutputs | None  # a live teacher pass, only when the stage asked for one
+
+
+class DistillationMethod(ABC):
+    name: ClassVar[str]
+
+    def __init__(
+        self, cfg: RunConfig, student: StudentModel, teacher: Teacher, mapping: list[int]
+    ) -> None:
+        self.cfg, self.student, self.teacher, self.mapping = cfg, student, teacher, mapping
+
+    @classmethod  # noqa: B027 - optional hook: most methods run on any student
+    def check_config(cls, cfg: RunConfig, student_provides: frozenset[str]) -> None:
+        """Raise ConfigError when this method cannot run ``cfg`` with such a student."""
+
+    @classmethod
+    @abstractmethod
+    def plan(cls, cfg: RunConfig) -> list[Stage]:
+        """The training stages, in order (known from the config alone)."""
+
+    def stages(self) -> list[Stage]:
+        return self.plan(self.cfg)
+
+    def student_needs(self, stage: Stage) -> frozenset[str]:
+        return frozenset()
+
+    def teacher_needs(self, stage: Stage) -> frozenset[str]:
+        return frozenset()
+
+    def extra_modules(self) -> list[nn.Module]:
+        """Modules trained beside the student (not saved with it)."""
+        return []
+
+    @abstractmethod
+    def loss(self, stage: Stage, step: StepInputs) -> torch.Tensor: ...
