@@ -56,6 +56,8 @@ class DataConfig(_Strict):
     transfer: str | None = None
     transfer_text_field: str | None = None  # default: text_field
     max_transfer: int | None = Field(default=None, ge=1)
+    # Train on the transfer rows (a trial may switch them off; the context keeps them).
+    use_transfer: bool = True
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("transfer")

@@ -36,6 +36,26 @@ class TeacherOutputs:
 
 
 @dataclass
+class Rows:
+    """Unlabelled rows made here: their texts, tokens and the teacher's logits."""
+
+    texts: list[str]
+    split: EncodedSplit
+    logits: torch.Tensor
+
+
+@dataclass
+class AugmentedCopy:
+    """One augmented copy, kept apart by origin so a trial can leave out the transfer part."""
+
+    labelled: Rows
+    transfer: Rows
+
+    def texts(self) -> list[str]:
+        return self.labelled.texts + self.transfer.texts
+
+
+@dataclass
 class RunContext:
     splits: DatasetSplits
     teacher: Teacher
@@ -49,44 +69,68 @@ class RunContext:
     transfer_texts: list[str] = field(default_factory=list)
     transfer: EncodedSplit | None = None
     transfer_logits: torch.Tensor | None = None
-    # augmented copies (1-based, in order): texts, rows and teacher logits
-    _augmented: list[tuple[list[str], EncodedSplit, torch.Tensor]] = field(default_factory=list)
+    # augmented copies, in order (copy k = _augmented[k - 1])
+    _augmented: list[AugmentedCopy] = field(default_factory=list)
     _teacher_latency: dict[tuple[int, int, int], float] = field(default_factory=dict)
 
     @property
     def pad_id(self) -> int:
         return int(self.teacher.tokenizer.pad_token_id or 0)
 
-    def training_rows(self, copies: int = 0) -> tuple[EncodedSplit, torch.Tensor]:
+    def training_rows(
+        self, copies: int = 0, use_transfer: bool = True
+    ) -> tuple[EncodedSplit, torch.Tensor]:
         """Labelled train rows + transfer rows + ``copies`` augmented copies, with the
-        teacher's logits for each. Unlabelled rows carry label -1 (no hard loss)."""
+        teacher's logits for each. Unlabelled rows carry label -1 (no hard loss).
+
+        ``use_transfer=False`` leaves out the transfer rows and the copies made from them.
+        """
         parts = [(self.train, self.teacher_outputs.train_logits)]
-        if self.transfer is not None and self.transfer_logits is not None:
+        with_transfer = use_transfer and self.transfer is not None
+        if with_transfer and self.transfer is not None and self.transfer_logits is not None:
             parts.append((self.transfer, self.transfer_logits))
-        for _, split, logits in self._augmented_copies(copies):
-            parts.append((split, logits))
+        for copy in self._augmented_copies(copies):
+            parts.append((copy.labelled.split, copy.labelled.logits))
+            if with_transfer:
+                parts.append((copy.transfer.split, copy.transfer.logits))
+        parts = [p for p in parts if len(p[0])]
         if len(parts) == 1:
             return parts[0]
         return concat_splits([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    def _augmented_copies(self, copies: int) -> list[tuple[list[str], EncodedSplit, torch.Tensor]]:
-        aug = self.data.augment
-        source = [e.text for e in self.splits.train] + self.transfer_texts
-        exclude = {text_key(t) for t in source}
+    def _augmented_copies(self, copies: int) -> list[AugmentedCopy]:
+        labelled = [e.text for e in self.splits.train]
+        exclude = {text_key(t) for t in labelled + self.transfer_texts}
         exclude |= {text_key(e.text) for e in self.splits.eval}
-        for texts, _, _ in self._augmented:
-            exclude |= {text_key(t) for t in texts}
-        mask_token = str(self.teacher.tokenizer.mask_token or "[MASK]")
+        for done in self._augmented:
+            exclude |= {text_key(t) for t in done.texts()}
         while len(self._augmented) < copies:
             k = len(self._augmented) + 1
-            texts = augment_copy(source, k, mask_token, aug, exclude)
-            split = encode(self.teacher.tokenizer, texts, self.max_length)
-            content = texts_hash(texts)
-            logits = cached_logits(
-                self.teacher, split, content, "augmented", self.max_length, self.device, self.bf16
+            made = AugmentedCopy(
+                self._soft_labelled(labelled, k, "labelled", exclude),
+                self._soft_labelled(self.transfer_texts, k, "transfer", exclude),
             )
-            self._augmented.append((texts, split, logits))
+            self._augmented.append(made)
         return self._augmented[:copies]
+
+    def _soft_labelled(self, source: list[str], k: int, stream: str, exclude: set[str]) -> Rows:
+        mask_token = str(self.teacher.tokenizer.mask_token or "[MASK]")
+        texts = augment_copy(source, k, mask_token, self.data.augment, exclude, stream)
+        split = encode(self.teacher.tokenizer, texts, self.max_length)
+        logits = (
+            cached_logits(
+                self.teacher,
+                split,
+                texts_hash(texts),
+                "augmented",
+                self.max_length,
+                self.device,
+                self.bf16,
+            )
+            if texts
+            else torch.zeros((0, self.teacher_outputs.eval_logits.shape[1]))
+        )
+        return Rows(texts, split, logits)
 
     def teacher_latency_ms(self, batch_size: int, batches: int, repeats: int) -> float:
         """The teacher's latency, measured as every student's is; once per setting."""
@@ -108,8 +152,9 @@ class RunContext:
 
 def context_key(cfg: RunConfig) -> str:
     """Trials whose configs share this key can share one context (the number of augmented
-    copies is not part of it: a context makes copies on demand)."""
-    data = cfg.data.model_dump_json(exclude={"augment": {"copies"}})
+    copies and whether transfer rows are used are not part of it: a context makes copies
+    on demand and keeps the transfer rows apart)."""
+    data = cfg.data.model_dump_json(exclude={"augment": {"copies"}, "use_transfer": True})
     parts = [data, cfg.teacher.model_dump_json(), cfg.train.device]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 

@@ -68,6 +68,21 @@ def kl_divergence(
     return loss * (t * t) if t2_scaling else loss
 
 
+@register_soft_loss("logit_mse")
+def logit_mse(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    t2_scaling: bool = True,
+) -> torch.Tensor:
+    """Tang et al. (2019): squared distance of the raw logits, summed over classes, batch mean.
+
+    It matches logits, not probabilities, so the temperature (and T^2 scaling) do not apply.
+    """
+    diff = student_logits.float() - teacher_logits.float()
+    return (diff * diff).sum(-1).mean()
+
+
 def hard_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy on the true labels, averaged over the rows that have one (label >= 0);
     0 for a batch of unlabelled (transfer) rows only."""

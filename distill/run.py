@@ -79,13 +79,14 @@ def run_distillation(
             if student.num_layers
             else []
         )
-        rows, logits = ctx.training_rows(cfg.data.augment.copies)
+        rows, logits = ctx.training_rows(cfg.data.augment.copies, cfg.data.use_transfer)
         distiller = Distiller(ctx, student, cfg, mapping, rows, logits)
         trained = distiller.fit(callback, progress)
     seconds = time.perf_counter() - started
     metrics = dict(trained.history[-1].metrics)
     metrics["params"] = info["params"]
     m = cfg.metrics
+    student.set_attention("sdpa")  # timed as it is served, not with the training-time kernel
     latency = measure_latency_ms(
         student,
         ctx.eval,
@@ -140,7 +141,9 @@ def write_plots(result: DistillResult, out_dir: Path, cfg: RunConfig) -> dict[st
     }
 
 
-def write_outputs(result: DistillResult, cfg: RunConfig, out_dir: str | Path) -> dict[str, Path]:
+def write_outputs(
+    result: DistillResult, cfg: RunConfig, out_dir: str | Path, *, onnx: bool = True
+) -> dict[str, Path]:
     """``metrics.json``, ``checkpoint/`` (see :mod:`distill.checkpoint`) and ``plots/*.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +153,7 @@ def write_outputs(result: DistillResult, cfg: RunConfig, out_dir: str | Path) ->
         out / "checkpoint",
         result.ctx.splits.label_names,
         extra={"metrics": result.metrics, "config": cfg.model_dump(mode="json")},
+        onnx=onnx,
         max_length=cfg.data.max_length,
     )
     plots = write_plots(result, out / "plots", cfg)

@@ -130,14 +130,19 @@ def augment_one(text: str, rng: random.Random, mask_token: str, aug: AugmentConf
 
 
 def augment_copy(
-    texts: list[str], copy: int, mask_token: str, aug: AugmentConfig, exclude: set[str]
+    texts: list[str],
+    copy: int,
+    mask_token: str,
+    aug: AugmentConfig,
+    exclude: set[str],
+    stream: str = "",
 ) -> list[str]:
-    """Augmented copy number ``copy`` (1-based) of ``texts``, seeded by (seed, copy).
+    """Augmented copy number ``copy`` (1-based) of ``texts``, seeded by (seed, copy, stream).
 
     Rows equal to any key in ``exclude`` (held-out and already-present texts) are dropped;
     ``exclude`` grows with what is kept, so copies never repeat each other.
     """
-    rng = random.Random(f"augment-{aug.seed}-{copy}")
+    rng = random.Random(f"augment-{aug.seed}-{copy}{stream}")
     out: list[str] = []
     for text in texts:
         new = augment_one(text, rng, mask_token, aug)

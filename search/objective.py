@@ -160,10 +160,11 @@ class TrialObjective:
             trial.set_user_attr(f"metric:{name}", value)
         trial.set_user_attr("student", result.student_info)
         trial.set_user_attr("train_seconds", round(result.seconds, 3))
+        trial.set_user_attr("n_train_rows", result.n_train_rows)
         for c in self.spec.constraints:
             trial.set_constraint(f"{c.metric}", c.violation(result.metrics.get(c.metric)))
         with tempfile.TemporaryDirectory() as tmp:
-            paths = write_outputs(result, cfg, Path(tmp))
+            paths = write_outputs(result, cfg, Path(tmp), onnx=self.spec.keep.onnx)
             plots = {k: v for k, v in paths.items() if k in ("reliability", "confidence_scatter")}
             upload_trial_outputs(self.store, self.engine, trial, paths["checkpoint"], plots)
         values = objective_values(self.spec, result.metrics)

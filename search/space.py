@@ -53,7 +53,7 @@ _FAMILY_OVERRIDES = {
 _BASE_PARAMS: dict[str, ParamDef] = {
     "temperature": ParamDef("float", ("distill", "temperature"), "softmax temperature T"),
     "alpha": ParamDef("float", ("distill", "alpha"), "weight of the hard-label loss"),
-    "soft_loss": ParamDef("categorical", ("distill", "soft_loss"), "kl or soft_ce"),
+    "soft_loss": ParamDef("categorical", ("distill", "soft_loss"), "kl, soft_ce or logit_mse"),
     "hidden_weight": ParamDef("float", ("distill", "hidden_weight"), "hidden-state MSE weight"),
     "attention_weight": ParamDef("float", ("distill", "attention_weight"), "attention MSE weight"),
     "embedding_weight": ParamDef("float", ("distill", "embedding_weight"), "embedding MSE weight"),
@@ -71,6 +71,9 @@ _BASE_PARAMS: dict[str, ParamDef] = {
     "student_layers": ParamDef("int", ("student", "num_layers"), "student depth"),
     "family": ParamDef("categorical", ("student", "family"), "student family"),
     "method": ParamDef("categorical", ("distill", "method"), "distillation method"),
+    "use_transfer": ParamDef(
+        "categorical", ("data", "use_transfer"), "train on the transfer rows (true/false)"
+    ),
     "augment_copies": ParamDef(
         "int", ("data", "augment", "copies"), "augmented copies per text (Tang et al.)"
     ),

@@ -101,6 +101,8 @@ class KeepPolicy(_Strict):
 
     policy: Literal["pareto", "top_k"] = "pareto"
     k: int = Field(default=3, ge=1)
+    # every checkpoint also carries model.onnx (a few seconds per trial to export)
+    onnx: bool = True
 
 
 class TrainingDefaults(_Strict):

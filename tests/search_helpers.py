@@ -28,6 +28,9 @@ def tiny_spec(**overrides: Any) -> StudySpec:
         },
         "n_trials": 3,
         "seed": 0,
+        # ONNX export is tested where it matters (test_families, test_api_families); the
+        # other study tests skip its few seconds per trial
+        "keep": {"onnx": False},
     }
     base.update(overrides)
     return StudySpec.model_validate(base)

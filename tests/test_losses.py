@@ -23,10 +23,21 @@ from distill.methods.kd import HiddenProjection
 
 
 def test_registry_names() -> None:
-    assert available_soft_losses() == ["kl", "soft_ce"]
+    assert available_soft_losses() == ["kl", "logit_mse", "soft_ce"]
     assert get_soft_loss("kl") is kl_divergence
-    with pytest.raises(ConfigError, match="unknown distill.soft_loss 'mse'.*kl, soft_ce"):
+    with pytest.raises(
+        ConfigError, match="unknown distill.soft_loss 'mse'.*kl, logit_mse, soft_ce"
+    ):
         get_soft_loss("mse")
+
+
+def test_logit_mse_is_tangs_squared_logit_distance() -> None:
+    s = torch.tensor([[1.0, -1.0], [0.5, 2.0]])
+    t = torch.tensor([[3.0, 0.0], [0.5, 0.0]])
+    # ((1-3)^2 + (-1-0)^2 + 0 + (2-0)^2) / 2 rows = (4 + 1 + 4) / 2
+    loss = get_soft_loss("logit_mse")(s, t, 4.0, True)
+    assert float(loss) == pytest.approx(4.5)
+    assert float(get_soft_loss("logit_mse")(t, t, 1.0, False)) == 0.0
 
 
 def test_soft_ce_by_hand() -> None:

@@ -149,17 +149,21 @@ def test_training_rows_add_transfer_and_augmented_copies(transfer_ctx) -> None: 
     assert len(base) == len(ctx.train) + 60 == base_logits.shape[0]
     rows, logits = ctx.training_rows(2)
     copies = ctx._augmented[:2]
-    assert len(rows) == len(base) + sum(len(t) for t, _, _ in copies) == logits.shape[0]
-    assert len(copies[0][0]) > 0.5 * len(base)
+    assert len(rows) == len(base) + sum(len(c.texts()) for c in copies) == logits.shape[0]
+    assert len(copies[0].texts()) > 0.5 * len(base)
+    assert len(copies[0].transfer.texts) > 30
     assert torch.equal(rows.labels[: len(ctx.train)], ctx.train.labels)
     assert bool((rows.labels[len(ctx.train) :] == UNLABELLED).all())
     held = {text_key(e.text) for e in ctx.splits.eval}
-    made = ctx.transfer_texts + [t for texts, _, _ in copies for t in texts]
+    made = ctx.transfer_texts + [t for c in copies for t in c.texts()]
     assert not {text_key(t) for t in made} & held
     assert len({text_key(t) for t in made}) == len(made)
     # a trial asking for 1 copy reuses copy 1
     one, _ = ctx.training_rows(1)
-    assert len(one) == len(base) + len(copies[0][0])
+    assert len(one) == len(base) + len(copies[0].texts())
+    # without transfer: the labelled rows and the copies made from them only
+    plain, plain_logits = ctx.training_rows(1, use_transfer=False)
+    assert len(plain) == len(ctx.train) + len(copies[0].labelled.texts) == len(plain_logits)
 
 
 def test_a_run_trains_on_transfer_and_augmented_rows(transfer_ctx) -> None:  # type: ignore[no-untyped-def]
