@@ -42,6 +42,8 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from bench._families_report import (  # noqa: E402
     SECTION,
     Arm,
+    interleaved_latency,
+    load_checkpoint,
     pareto_png,
     section,
     serving_memory,
@@ -187,6 +189,10 @@ def main() -> None:
         assert teacher is not None
         memory = {f: serving_memory(t, art, teacher, texts, args.threads) for f, t in best.items()}
         memory["teacher"] = serving_memory(None, art, teacher, texts, args.threads)
+        models = {"teacher": ctx.teacher.module}
+        for f, t in best.items():
+            models[f] = load_checkpoint(t, art, Path(tmp) / f"best-{f}")
+        latency = interleaved_latency(models, ctx)
     runtime = time.perf_counter() - started
     pareto_png(trials, arm_of, args.png)
     where = machine(
@@ -194,7 +200,7 @@ def main() -> None:
         *versions(torch, transformers, optuna),
         load=(load0, loadavg()),
     )
-    body, payload = section(args, trials, best, memory, arm_of, where, runtime, study_s)
+    body, payload = section(args, trials, best, memory, latency, arm_of, where, runtime, study_s)
     publish(SECTION, body, args.write, args.json, payload)
 
 

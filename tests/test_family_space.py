@@ -87,3 +87,15 @@ def test_trials_sample_only_their_familys_parameters() -> None:
 def test_impossible_family_values_are_refused_at_submission(space: dict, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=match):
         tiny_spec(search_space={**space, "epochs": 0.5})
+
+
+def test_the_families_example_spec_is_valid() -> None:
+    from pathlib import Path
+
+    from distill.configfile import load_model
+    from search.spec import StudySpec
+
+    spec = load_model(StudySpec, Path(__file__).parents[1] / "examples" / "study_families.yaml")
+    assert spec.data.transfer == "builtin:rotten_tomatoes_unlabelled"
+    assert spec.parsed_space()["family"].choices == ("transformer", "bilstm", "textcnn")
+    assert spec.constraints[0].metric == "speedup_vs_teacher"
