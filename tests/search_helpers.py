@@ -20,6 +20,7 @@ def tiny_spec(**overrides: Any) -> StudySpec:
         "data": copy.deepcopy(TINY["data"]),
         "teacher": copy.deepcopy(TINY["teacher"]),
         "student": {"kind": "truncate", "num_layers": 2},
+        "metrics": copy.deepcopy(TINY["metrics"]),
         "search_space": {
             "temperature": {"low": 1.0, "high": 4.0},
             "alpha": {"low": 0.0, "high": 1.0},

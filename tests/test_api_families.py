@@ -55,6 +55,15 @@ def test_unknown_family_is_a_422_naming_the_known_ones(server: Server) -> None:
     assert "unknown student.family 'gru': use one of bilstm, textcnn, transformer" in r.text
 
 
+def test_transfer_file_outside_the_data_roots_is_refused(server: Server, tmp_path: Path) -> None:
+    spec = tiny_spec(n_trials=2).model_dump(mode="json")
+    spec["data"]["transfer"] = f"csv:{tmp_path / 'posts.csv'}"
+    with server.client() as c:
+        r = c.post("/v1/studies", json=spec)
+    assert r.status_code in (400, 403, 422), r.text
+    assert "data.transfer" in r.text and "outside the allowed data roots" in r.text
+
+
 def test_family_study_completes_and_its_student_predicts(
     server: Server,
     tiny_ctx,
