@@ -37,7 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     os.environ.setdefault("OPTUNA_VERBOSITY", "WARNING")
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    # ``predict CHECKPOINT --onnx "text" ...``: texts may follow the options (argparse
+    # alone stops taking a ``*`` positional once an option came between)
+    args, extra = parser.parse_known_args(argv)
+    unknown = [x for x in extra if x.startswith("-")]
+    if extra and (unknown or not getattr(args, "trailing_texts", False)):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.texts = [*args.texts, *extra]
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

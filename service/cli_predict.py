@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
     p.add_argument("texts", nargs="*", help="texts to classify (default: one per stdin line)")
     p.add_argument("--onnx", action="store_true", help="run model.onnx with onnxruntime")
     p.add_argument("--json", action="store_true", help="one JSON object per text")
-    p.set_defaults(handler=cmd_predict)
+    p.set_defaults(handler=cmd_predict, trailing_texts=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -93,7 +93,8 @@ def test_family_study_completes_and_its_student_predicts(
     texts = ["a warm, funny and moving film", "a dull, lifeless mess"]
     answers = {}
     for flags in ([], ["--onnx"]):
-        assert cli_main(["predict", str(archive), *texts, "--json", *flags]) == 0
+        # options may come before, between or after the texts
+        assert cli_main(["predict", str(archive), texts[0], "--json", *flags, texts[1]]) == 0
         lines = capsys.readouterr().out.strip().splitlines()
         answers[bool(flags)] = [json.loads(line) for line in lines]
     torch_rows, onnx_rows = answers[False], answers[True]
