@@ -117,6 +117,7 @@ def pareto_png(trials: list[FrozenTrial], arm_of: Callable[[FrozenTrial], str], 
     ax.set_ylabel("conf_sigma (lower = confidence preserved)")
     ax.set_title("Student families: red rings = Pareto front (accuracy, sigma, latency)")
     ax.grid(alpha=0.3)
+    ax.margins(x=0.15, y=0.08)  # room for the labels of the outermost points
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
