@@ -71,7 +71,13 @@ def test_family_study_completes_and_its_student_predicts(
 ) -> None:
     from search.runner import run_study
 
-    spec = tiny_spec(n_trials=2, search_space=SPACE, keep={"onnx": True}).model_dump(mode="json")
+    spec = tiny_spec(
+        n_trials=2,
+        search_space=SPACE,
+        keep={"onnx": True},
+        objectives=[{"metric": "accuracy"}, {"metric": "conf_sigma"}, {"metric": "latency_ms"}],
+        constraints=[{"metric": "speedup_vs_teacher", "min": 1.5}],
+    ).model_dump(mode="json")
     with server.client() as c:
         r = c.post("/v1/studies", json=spec)
         assert r.status_code == 201, r.text
@@ -83,7 +89,12 @@ def test_family_study_completes_and_its_student_predicts(
         family = best["params"]["family"]
         assert family in {"bilstm", "textcnn"}
         assert "student_layers" not in best["params"] and "lr" not in best["params"]
-        assert best["metrics"]["speedup_vs_teacher"] > 1.0
+        assert best["metrics"]["speedup_vs_teacher"] >= 1.5  # the constraint held
+        assert study["objectives"] == ["accuracy", "conf_sigma", "latency_ms"]
+        board = c.get(f"/v1/studies/{sid}/trials").json()["items"]
+        for row in board:
+            assert row["feasible"] == (row["metrics"]["speedup_vs_teacher"] >= 1.5)
+            assert row["values"][2] == row["metrics"]["latency_ms"]
         assert best["metrics"]["params"] < 0.7 * tiny_ctx.teacher.module.count_parameters()
         ck = c.get(f"/v1/studies/{sid}/checkpoint")
         assert ck.status_code == 200, ck.text
