@@ -26,6 +26,13 @@ class Prediction:
     scores: dict[str, float]
 
 
+def read_labels(folder: Path) -> tuple[list[str], int]:
+    """Label names in id order and the max_length the student was trained with."""
+    meta: dict[str, Any] = json.loads((folder / LABELS_FILE).read_text())
+    names = [str(meta["id2label"][str(i)]) for i in range(len(meta["id2label"]))]
+    return names, int(meta.get("max_length") or 512)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -46,9 +53,7 @@ class OnnxStudent:
                 raise FileNotFoundError(
                     f"{self.folder} has no {name}: it is not an exported kdsearch student"
                 )
-        meta: dict[str, Any] = json.loads((self.folder / LABELS_FILE).read_text())
-        self.labels = [str(meta["id2label"][str(i)]) for i in range(len(meta["id2label"]))]
-        self.max_length = int(meta.get("max_length") or 512)
+        self.labels, self.max_length = read_labels(self.folder)
         self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
         self.tokenizer.enable_truncation(self.max_length)
         pad = self.tokenizer.padding or {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import torch
 
 from .checkpoint import load_student
 from .errors import ModelError
-from .onnx_runtime import OnnxStudent, Prediction, softmax
+from .onnx_runtime import OnnxStudent, Prediction, read_labels, softmax
 
 
 @contextmanager
@@ -54,13 +53,6 @@ def predict_torch(folder: Path, texts: list[str], batch_size: int = 64) -> list[
             scores = {n: float(v) for n, v in zip(names, p, strict=True)}
             out.append(Prediction(text, names[int(p.argmax())], scores))
     return out
-
-
-def read_labels(folder: Path) -> tuple[list[str], int]:
-    """Label names in id order and the max_length the student was trained with."""
-    meta = json.loads((folder / "labels.json").read_text())
-    names = [str(meta["id2label"][str(i)]) for i in range(len(meta["id2label"]))]
-    return names, int(meta.get("max_length") or 512)
 
 
 def predict(path: str | Path, texts: list[str], *, onnx: bool = False) -> list[Prediction]:

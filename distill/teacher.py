@@ -54,11 +54,11 @@ class Teacher:
 
     @property
     def num_layers(self) -> int:
-        return int(self.model.config.num_hidden_layers)
+        return self.module.num_layers
 
     @property
     def hidden_size(self) -> int:
-        return int(self.model.config.hidden_size)
+        return self.module.hidden_size
 
 
 def resolve_model_location(name: str, *, role: str) -> str:
