@@ -12,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .errors import ConfigError
 
+# What the builtin sources are known to hold, so a spec can be checked before anything is
+# read: the builtin teacher's depth and the builtin datasets' number of labels.
+BUILTIN_TEACHER_LAYERS = {"builtin:minilm-l6": 6}
+BUILTIN_DATA_LABELS = {"builtin:rotten_tomatoes": 2, "builtin:vader_tweets": 2}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
@@ -192,6 +197,20 @@ class DistillConfig(_Strict):
     attention_weight: float | None = Field(default=None, ge=0)
     embedding_weight: float | None = Field(default=None, ge=0)
     layer_mapping: str | list[int] = "uniform"
+
+    @field_validator("layer_mapping")
+    @classmethod
+    def _known_mapping(cls, v: str | list[int]) -> str | list[int]:
+        from .mapping import available_mappings
+
+        if isinstance(v, str) and v not in available_mappings():
+            raise ValueError(
+                f"unknown layer mapping {v!r}: use one of {', '.join(available_mappings())} "
+                "or an explicit list of teacher layers"
+            )
+        if isinstance(v, list) and (not v or min(v) < 1):
+            raise ValueError("an explicit layer mapping lists teacher layers 1..N, e.g. [3, 6]")
+        return v
 
     @model_validator(mode="after")
     def _mode_defaults(self) -> DistillConfig:

@@ -11,7 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from distill.config import DataConfig, MetricsConfig, StudentConfig, TeacherConfig
+from distill.config import (
+    BUILTIN_DATA_LABELS,
+    BUILTIN_TEACHER_LAYERS,
+    DataConfig,
+    MetricsConfig,
+    StudentConfig,
+    TeacherConfig,
+)
 
 from .space import PARAMS, ParamSpec, check_param_values, parse_param
 
@@ -167,6 +174,7 @@ class StudySpec(_Strict):
         names = [o.metric for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError("objectives: each metric may appear only once")
+        check_known_limits(self)
         if self.sampler == "grid":
             ranged = [n for n, p in self.parsed_space().items() if not p.is_grid_ready()]
             if ranged:
@@ -194,3 +202,44 @@ class StudySpec(_Strict):
     @property
     def metric_names(self) -> list[str]:
         return [o.metric for o in self.objectives]
+
+
+def _deepest_student(spec: StudySpec) -> tuple[str, int] | None:
+    """(field, layers) of the deepest transformer student a trial could build."""
+    s = spec.student
+    space = spec.parsed_space()
+    if "student_layers" in space:
+        p = space["student_layers"]
+        values = [p.fixed] if p.is_fixed else list(p.choices) or [p.high]
+        return "search_space.student_layers", int(max(int(v) for v in values))
+    if s.family != "transformer" and "family" not in space:
+        return None
+    if s.keep_layers:
+        return "student.keep_layers", max(s.keep_layers)
+    return "student.num_layers", s.num_layers
+
+
+def check_known_limits(spec: StudySpec) -> None:
+    """Limits known without reading user files: the builtin teacher's depth, the builtin
+    datasets' number of labels (a teacher folder or a CSV is checked when the study is
+    prepared, before any trial)."""
+    depth = BUILTIN_TEACHER_LAYERS.get(spec.teacher.model)
+    deepest = _deepest_student(spec)
+    if depth is not None and deepest is not None and spec.student.kind == "truncate":
+        field, layers = deepest
+        if layers > depth and field == "student.keep_layers":
+            raise ValueError(
+                f"{field}: teacher layer {layers} does not exist; {spec.teacher.model} has "
+                f"{depth} layers (numbered 1..{depth})"
+            )
+        if layers > depth:
+            raise ValueError(
+                f"{field}: a student of {layers} layers is deeper than the teacher "
+                f"{spec.teacher.model} ({depth} layers): use at most {depth}"
+            )
+    n_labels = BUILTIN_DATA_LABELS.get(spec.data.source)
+    if n_labels is not None and spec.metrics.reference_class >= n_labels:
+        raise ValueError(
+            f"metrics.reference_class: {spec.data.source} has {n_labels} labels (ids 0.."
+            f"{n_labels - 1}): use a reference class below {n_labels}"
+        )

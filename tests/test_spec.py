@@ -55,6 +55,24 @@ def test_minimal_spec_has_sensible_defaults() -> None:
             "n_trials (7) exceeds the grid's 2 combinations: set n_trials to at most 2",
         ),
         ({"n_trials": 0}, "n_trials"),
+        (
+            {"search_space": {"layer_mapping": {"choices": ["uniform", "skip"]}}},
+            "search_space.layer_mapping: the value 'skip' is not allowed (distill.layer_mapping:"
+            " Value error, unknown layer mapping 'skip': use one of first, last, uniform",
+        ),
+        (
+            {"search_space": {"student_layers": {"low": 1, "high": 8}}},
+            "search_space.student_layers: a student of 8 layers is deeper than the teacher "
+            "builtin:minilm-l6 (6 layers): use at most 6",
+        ),
+        (
+            {"student": {"kind": "truncate", "keep_layers": [2, 7]}},
+            "student.keep_layers: teacher layer 7 does not exist; builtin:minilm-l6 has 6 layers",
+        ),
+        (
+            {"metrics": {"reference_class": 2}},
+            "metrics.reference_class: builtin:rotten_tomatoes has 2 labels (ids 0..1)",
+        ),
         ({"pruner": {"name": "patient"}}, "pruner.name"),
     ],
 )
