@@ -130,3 +130,21 @@ def test_predict_refuses_what_is_not_a_checkpoint(tmp_path: Path, capsys) -> Non
     bogus.write_bytes(b"not a tarball")
     assert cli_main(["predict", str(bogus), "text"]) == 2
     assert "neither a student folder nor a checkpoint .tar.gz" in capsys.readouterr().err
+
+
+def test_every_engine_limit_is_a_422_naming_the_parameter(server: Server) -> None:
+    from .engine_limits import outside_limits
+
+    cases = outside_limits()
+    assert len(cases) >= 15
+    assert {"temperature", "alpha", "batch_size", "bilstm_layers", "augment_copies"} <= {
+        n for n, _ in cases
+    }
+    with server.client() as c:
+        for name, value in cases:
+            for given in (value, {"choices": [value]}):
+                spec = tiny_spec(n_trials=2).model_dump(mode="json")
+                spec["search_space"] = {name: given}
+                r = c.post("/v1/studies", json=spec)
+                assert r.status_code == 422, (name, given, r.text)
+                assert f"search_space.{name}: the value" in r.text, (name, r.text)
