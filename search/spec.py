@@ -204,7 +204,7 @@ class StudySpec(_Strict):
         return [o.metric for o in self.objectives]
 
 
-def _deepest_student(spec: StudySpec) -> tuple[str, int] | None:
+def deepest_student(spec: StudySpec) -> tuple[str, int] | None:
     """(field, layers) of the deepest transformer student a trial could build."""
     s = spec.student
     space = spec.parsed_space()
@@ -224,7 +224,7 @@ def check_known_limits(spec: StudySpec) -> None:
     datasets' number of labels (a teacher folder or a CSV is checked when the study is
     prepared, before any trial)."""
     depth = BUILTIN_TEACHER_LAYERS.get(spec.teacher.model)
-    deepest = _deepest_student(spec)
+    deepest = deepest_student(spec)
     if depth is not None and deepest is not None and spec.student.kind == "truncate":
         field, layers = deepest
         if layers > depth and field == "student.keep_layers":

@@ -26,6 +26,7 @@ from . import registry
 from . import study as study_mod
 from .artifacts import apply_keep_policy, make_artifact_store
 from .objective import StopRequested, TrialObjective, build_run_config
+from .preflight import check_study_against_context
 from .spec import StudySpec
 from .storage import (
     GRACE_PERIOD_S,
@@ -201,6 +202,7 @@ class Worker:
             log.info("study %s: preparing data, teacher and teacher logits", name)
         try:
             ctx = self._context(spec)
+            check_study_against_context(spec, ctx)
         except KDSearchError as exc:
             msg = f"preparing the study failed: {exc}"
             log.error("study %s: %s", name, msg)

@@ -99,3 +99,31 @@ def test_the_families_example_spec_is_valid() -> None:
     assert spec.data.transfer == "builtin:rotten_tomatoes_unlabelled"
     assert spec.parsed_space()["family"].choices == ("transformer", "bilstm", "textcnn")
     assert spec.constraints[0].metric == "speedup_vs_teacher"
+
+
+def test_a_student_deeper_than_a_teacher_folder_fails_the_study_before_any_trial(
+    tiny_ctx,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A teacher folder's depth is known only once it is loaded: the study fails at
+    preparation, with the field named in its stored error, and runs no trial."""
+    from distill.families.transformer import truncate_teacher
+    from search import registry
+    from search.runner import run_study
+    from search.storage import make_engine
+
+    folder = tmp_path / "teacher2"
+    truncate_teacher(tiny_ctx.teacher.model, [1, 2]).save_pretrained(folder)
+    tiny_ctx.teacher.tokenizer.save_pretrained(folder)
+    spec = tiny_spec(
+        n_trials=2,
+        teacher={"model": str(folder), "finetune": False},
+        student={"kind": "truncate", "num_layers": 3},
+    )
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    name = run_study(spec, url, str(tmp_path / "art"))
+    run = registry.get(make_engine(url), name)
+    assert run is not None and run.status == "failed"
+    assert run.error is not None and "preparing the study failed: student.num_layers: " in run.error
+    assert "has 2 layers: use at most 2" in run.error
+    assert optuna.load_study(study_name=name, storage=url).get_trials() == []
