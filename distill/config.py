@@ -205,8 +205,8 @@ class DistillConfig(_Strict):
 
         if isinstance(v, str) and v not in available_mappings():
             raise ValueError(
-                f"unknown layer mapping {v!r}: use one of {', '.join(available_mappings())} "
-                "or an explicit list of teacher layers"
+                f"unknown distill.layer_mapping {v!r}: use one of "
+                f"{', '.join(available_mappings())} or an explicit list of teacher layers"
             )
         if isinstance(v, list) and (not v or min(v) < 1):
             raise ValueError("an explicit layer mapping lists teacher layers 1..N, e.g. [3, 6]")

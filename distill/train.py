@@ -139,7 +139,7 @@ class Distiller:
                     loss = self.loss(batch.to(self.ctx.device), stage)
                     if not torch.isfinite(loss):
                         raise TrainingError(
-                            f"the loss became {float(loss)} at step {result.steps + 1} "
+                            f"the loss became {float(loss.detach())} at step {result.steps + 1} "
                             f"(stage {stage.name}): lower train.lr or distill.temperature"
                         )
                     loss.backward()
