@@ -3,9 +3,12 @@ accepts (sampled from the corners of every range); a spec it refuses names the f
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -13,8 +16,12 @@ from pydantic import ValidationError
 from search.objective import build_run_config
 from search.space import _FAMILY_OVERRIDES, PARAMS, ParamSpec
 from search.spec import StudySpec
+from search.storage import make_engine
+from service.keys import create_key
+from service.settings import Settings
 
 from .search_helpers import tiny_spec
+from .test_api import Server, _serve
 
 NUMBERS = st.one_of(
     st.integers(min_value=-5, max_value=200),
@@ -91,7 +98,9 @@ def _trial_values(spec: StudySpec, rng: random.Random) -> list[dict[str, Any]]:
     return out
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(space=SPACES, seed=st.integers(0, 1000))
 def test_accepted_specs_only_yield_valid_trial_configs(space: dict[str, Any], seed: int) -> None:
     try:
@@ -118,3 +127,42 @@ def test_corner_enumeration_covers_each_choice() -> None:
     assert {v["family"] for v in values} == {"bilstm", "textcnn"}
     assert {v["alpha"] for v in values} == {0.0, 1.0}
     assert len(values) == 8
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("api_fuzz")
+    url = f"sqlite:///{root / 'kd.db'}"
+    settings_ = Settings(
+        database_url=url,
+        artifact_dir=str(root / "artifacts"),
+        data_roots=[root],
+        model_roots=[root],
+        max_active_studies_per_key=100_000,
+    )
+    keys = {"alice": create_key(make_engine(url), "alice")}
+    for base in _serve(settings_):
+        yield Server(base, url, root / "artifacts", root, keys)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(space=SPACES)
+def test_over_http_a_spec_is_accepted_exactly_when_valid_else_a_422_naming_a_field(
+    api: Server, space: dict[str, Any]
+) -> None:
+    body = tiny_spec().model_dump(mode="json")
+    body["search_space"] = space
+    try:
+        StudySpec.model_validate(body)
+        valid = True
+    except ValidationError:
+        valid = False
+    with api.client() as c:
+        r = c.post("/v1/studies", json=body)
+    if valid:
+        assert r.status_code == 201, r.text
+        return
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    text = detail if isinstance(detail, str) else json.dumps(detail)
+    assert "search_space" in text, text
