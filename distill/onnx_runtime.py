@@ -33,6 +33,15 @@ def read_labels(folder: Path) -> tuple[list[str], int]:
     return names, int(meta.get("max_length") or 512)
 
 
+def predictions(texts: list[str], logits: np.ndarray, labels: list[str]) -> list[Prediction]:
+    """One :class:`Prediction` per text from its logits (softmax in float64)."""
+    probs = softmax(np.asarray(logits, dtype=np.float64))
+    return [
+        Prediction(text, labels[int(p.argmax())], dict(zip(labels, map(float, p), strict=True)))
+        for text, p in zip(texts, probs, strict=True)
+    ]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -82,8 +91,5 @@ class OnnxStudent:
         results: list[Prediction] = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
-            probs = softmax(self.logits(*self.encode(chunk)).astype(np.float64))
-            for text, p in zip(chunk, probs, strict=True):
-                scores = {name: float(v) for name, v in zip(self.labels, p, strict=True)}
-                results.append(Prediction(text, self.labels[int(p.argmax())], scores))
+            results += predictions(chunk, self.logits(*self.encode(chunk)), self.labels)
         return results

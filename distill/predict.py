@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .checkpoint import load_student
 from .errors import ModelError
-from .onnx_runtime import OnnxStudent, Prediction, read_labels, softmax
+from .onnx_runtime import OnnxStudent, Prediction, predictions, read_labels
 
 
 @contextmanager
@@ -48,10 +47,7 @@ def predict_torch(folder: Path, texts: list[str], batch_size: int = 64) -> list[
         )
         with torch.no_grad():
             logits = student(enc["input_ids"], enc["attention_mask"]).logits
-        probs = softmax(logits.float().numpy().astype(np.float64))
-        for text, p in zip(chunk, probs, strict=True):
-            scores = {n: float(v) for n, v in zip(names, p, strict=True)}
-            out.append(Prediction(text, names[int(p.argmax())], scores))
+        out += predictions(chunk, logits.float().numpy(), names)
     return out
 
 

@@ -66,6 +66,22 @@ def _serve(settings: Settings) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+def alice_server(root: Path, **settings: Any) -> Iterator[Server]:
+    """A server on a SQLite database under ``root`` (data and model roots there too) with
+    one key, alice's; ``settings`` override the Settings fields."""
+    url = f"sqlite:///{root / 'kd.db'}"
+    config = Settings(
+        database_url=url,
+        artifact_dir=str(root / "artifacts"),
+        data_roots=[root],
+        model_roots=[root],
+        **settings,
+    )
+    keys = {"alice": create_key(make_engine(url), "alice")}
+    for base in _serve(config):
+        yield Server(base, url, root / "artifacts", root, keys)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("api")

@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from search.storage import make_engine
 from service.cli import main as cli_main
-from service.keys import create_key
-from service.settings import Settings
 
 from .search_helpers import tiny_spec
-from .test_api import Server, _serve
+from .test_api import Server, alice_server
 
 SPACE = {
     "family": {"choices": ["bilstm", "textcnn"]},
@@ -33,17 +30,7 @@ SPACE = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("api_families")
-    url = f"sqlite:///{root / 'kd.db'}"
-    settings = Settings(
-        database_url=url,
-        artifact_dir=str(root / "artifacts"),
-        data_roots=[root],
-        model_roots=[root],
-    )
-    keys = {"alice": create_key(make_engine(url), "alice")}
-    for base in _serve(settings):
-        yield Server(base, url, root / "artifacts", root, keys)
+    yield from alice_server(tmp_path_factory.mktemp("api_families"))
 
 
 def test_unknown_family_is_a_422_naming_the_known_ones(server: Server) -> None:

@@ -16,12 +16,9 @@ from pydantic import ValidationError
 from search.objective import build_run_config
 from search.space import _FAMILY_OVERRIDES, PARAMS, ParamSpec
 from search.spec import StudySpec
-from search.storage import make_engine
-from service.keys import create_key
-from service.settings import Settings
 
 from .search_helpers import tiny_spec
-from .test_api import Server, _serve
+from .test_api import Server, alice_server
 
 NUMBERS = st.one_of(
     st.integers(min_value=-5, max_value=200),
@@ -131,18 +128,7 @@ def test_corner_enumeration_covers_each_choice() -> None:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("api_fuzz")
-    url = f"sqlite:///{root / 'kd.db'}"
-    settings_ = Settings(
-        database_url=url,
-        artifact_dir=str(root / "artifacts"),
-        data_roots=[root],
-        model_roots=[root],
-        max_active_studies_per_key=100_000,
-    )
-    keys = {"alice": create_key(make_engine(url), "alice")}
-    for base in _serve(settings_):
-        yield Server(base, url, root / "artifacts", root, keys)
+    yield from alice_server(tmp_path_factory.mktemp("api_fuzz"), max_active_studies_per_key=100_000)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
