@@ -52,8 +52,13 @@ class DataConfig(_Strict):
     # the band in between (neutral) is dropped.
     vader_threshold: float = Field(default=0.5, ge=0.0, le=4.0)
     eval_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    # Held-out test rows, carved (stratified, seeded) before the train/validation split:
+    # never trained on, never seen by a trial; the study scores its winners on them at the
+    # end. 0 turns the test split off.
+    test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     max_train: int | None = Field(default=2000, ge=2)
     max_eval: int | None = Field(default=500, ge=2)
+    max_test: int | None = Field(default=1000, ge=2)
     max_length: int = Field(default=64, ge=8, le=512)
     seed: int = 0
     # Unlabelled transfer text, soft-labelled by the teacher: csv:PATH, jsonl:PATH or

@@ -72,6 +72,7 @@ class RunContext:
     # augmented copies, in order (copy k = _augmented[k - 1])
     _augmented: list[AugmentedCopy] = field(default_factory=list)
     _teacher_latency: dict[tuple[int, int, int], float] = field(default_factory=dict)
+    _test: tuple[EncodedSplit, torch.Tensor] | None = None
 
     @property
     def pad_id(self) -> int:
@@ -101,7 +102,7 @@ class RunContext:
     def _augmented_copies(self, copies: int) -> list[AugmentedCopy]:
         labelled = [e.text for e in self.splits.train]
         exclude = {text_key(t) for t in labelled + self.transfer_texts}
-        exclude |= {text_key(e.text) for e in self.splits.eval}
+        exclude |= {text_key(e.text) for e in self.splits.eval + self.splits.test}
         for done in self._augmented:
             exclude |= {text_key(t) for t in done.texts()}
         while len(self._augmented) < copies:
@@ -131,6 +132,32 @@ class RunContext:
             else torch.zeros((0, self.teacher_outputs.eval_logits.shape[1]))
         )
         return Rows(texts, split, logits)
+
+    def has_test(self) -> bool:
+        return bool(self.splits.test)
+
+    def test_rows(self) -> tuple[EncodedSplit, torch.Tensor]:
+        """The held-out test rows and the teacher's logits on them, made on first use.
+
+        Only the end-of-study scoring calls this: no trial, no sampler and no teacher
+        fine-tune ever reads the test split.
+        """
+        if not self.splits.test:
+            raise ValueError("this study has no test split (data.test_fraction is 0)")
+        if self._test is None:
+            split = encode(self.teacher.tokenizer, self.splits.test, self.max_length)
+            texts = [e.text for e in self.splits.test]
+            logits = cached_logits(
+                self.teacher,
+                split,
+                texts_hash(texts),
+                "test",
+                self.max_length,
+                self.device,
+                self.bf16,
+            )
+            self._test = (split, logits)
+        return self._test
 
     def teacher_latency_ms(self, batch_size: int, batches: int, repeats: int) -> float:
         """The teacher's latency, measured as every student's is; once per setting."""
@@ -215,9 +242,8 @@ def prepare_context(
         splits, teacher, train, eval_split, outputs, device, max_length, cfg.train.bf16, cfg.data
     )
     if cfg.data.transfer is not None:
-        texts = load_transfer(
-            cfg.data, [e.text for e in splits.train], [e.text for e in splits.eval]
-        )
+        held_out = [e.text for e in splits.eval + splits.test]
+        texts = load_transfer(cfg.data, [e.text for e in splits.train], held_out)
         ctx.transfer_texts = texts
         ctx.transfer = encode(teacher.tokenizer, texts, max_length)
         ctx.transfer_logits = cached_logits(

@@ -15,7 +15,7 @@ import json
 import math
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._files import read_labeled_file
 from ._sources import (
@@ -27,6 +27,7 @@ from ._sources import (
 )
 from .config import DataConfig
 from .errors import DataError
+from .transfer import text_key
 
 __all__ = [
     "BUILTIN_SOURCES",
@@ -50,12 +51,16 @@ class Example:
 
 @dataclass
 class DatasetSplits:
-    """A train and a validation split with shared label ids ``0..num_labels-1``."""
+    """Train, validation and (held-out) test splits with shared label ids ``0..C-1``.
+
+    ``test`` is empty when ``data.test_fraction`` is 0.
+    """
 
     train: list[Example]
     eval: list[Example]
     label_names: list[str]
     source: str
+    test: list[Example] = field(default_factory=list)
 
     @property
     def num_labels(self) -> int:
@@ -70,11 +75,18 @@ class DatasetSplits:
         return {name: i for i, name in enumerate(self.label_names)}
 
     def fingerprint(self) -> str:
-        """sha256 hex of the exact content: source, label names, every example in order."""
+        """sha256 hex of the exact content: source, label names, every example in order.
+
+        The test split counts only when there is one, so splits made without it keep their
+        fingerprint (and the teachers and teacher outputs cached under it).
+        """
         h = hashlib.sha256()
         h.update(_FINGERPRINT_VERSION.encode() + b"\n")
         h.update(json.dumps([self.source, self.label_names], ensure_ascii=False).encode() + b"\n")
-        for split_name, split in (("train", self.train), ("eval", self.eval)):
+        parts = [("train", self.train), ("eval", self.eval)]
+        if self.test:
+            parts.append(("test", self.test))
+        for split_name, split in parts:
             h.update(json.dumps([split_name, len(split)]).encode() + b"\n")
             for ex in split:
                 # One JSON array per line: newlines inside texts are escaped, so it is unambiguous.
@@ -102,17 +114,33 @@ def _cap(groups: dict[int, list[int]], cap: int | None) -> dict[int, list[int]]:
     return {c: v[: take[c]] for c, v in groups.items()}
 
 
-def _split(ids: list[int], cfg: DataConfig) -> tuple[list[int], list[int]]:
-    """Stratified, seeded split of row indices into (train, eval), capped, in shuffled order."""
+def _test_count(n: int, fraction: float) -> int:
+    """Test rows of a class of ``n``: ``round(fraction * n)``, at least 1 when the fraction
+    is above 0 and the class has 3 or more, always leaving 2 for training and validation."""
+    if fraction <= 0 or n < 3:
+        return 0
+    return min(max(round(fraction * n), 1), n - 2)
+
+
+def _split(ids: list[int], cfg: DataConfig) -> tuple[list[int], list[int], list[int]]:
+    """Stratified, seeded split of row indices into (train, eval, test), capped, shuffled.
+
+    Per class, the test rows are carved first (the tail of the shuffled class), then the
+    rest is split into train and validation exactly as it would be without a test split.
+    """
     rng = random.Random(cfg.seed)
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, y in enumerate(ids):
         by_class[y].append(i)
     train_by: dict[int, list[int]] = {}
     eval_by: dict[int, list[int]] = {}
+    test_by: dict[int, list[int]] = {}
     for c in sorted(by_class):
         rows = by_class[c]
         rng.shuffle(rows)
+        t = _test_count(len(rows), cfg.test_fraction)
+        test_by[c] = rows[len(rows) - t :]
+        rows = rows[: len(rows) - t]
         n = len(rows)
         k = round(cfg.eval_fraction * n)
         # At least one validation example per class, and at least one left for training.
@@ -121,15 +149,34 @@ def _split(ids: list[int], cfg: DataConfig) -> tuple[list[int], list[int]]:
         train_by[c] = rows[k:]
     train_by = _cap(train_by, cfg.max_train)
     eval_by = _cap(eval_by, cfg.max_eval)
+    test_by = _cap(test_by, cfg.max_test)
     train = [i for c in sorted(train_by) for i in train_by[c]]
     evals = [i for c in sorted(eval_by) for i in eval_by[c]]
+    test = [i for c in sorted(test_by) for i in test_by[c]]
     rng.shuffle(train)
     rng.shuffle(evals)
-    return train, evals
+    rng.shuffle(test)
+    return train, evals, test
+
+
+def _unseen(
+    test_idx: list[int], seen_idx: list[int], texts: list[str], ids: list[int]
+) -> list[Example]:
+    """The test rows whose text (whitespace and case aside) is in no train or validation row
+    and not repeated in the test split: corpora repeat texts, and a test row that is also
+    trained on is not held out."""
+    seen = {text_key(texts[i]) for i in seen_idx}
+    out = []
+    for i in test_idx:
+        key = text_key(texts[i])
+        if key not in seen:
+            seen.add(key)
+            out.append(Example(texts[i], ids[i]))
+    return out
 
 
 def load_dataset(cfg: DataConfig) -> DatasetSplits:
-    """Load ``cfg.source`` and split it into stratified, seeded train/validation sets.
+    """Load ``cfg.source`` and split it into stratified, seeded train/validation/test sets.
 
     Label ids: ``builtin:rotten_tomatoes`` → ``["rotten", "fresh"]`` (id 0 = rotten, the
     negative class first); ``builtin:vader_tweets`` → ``["negative", "positive"]``;
@@ -137,9 +184,14 @@ def load_dataset(cfg: DataConfig) -> DatasetSplits:
     otherwise lexicographically), kept as strings; ``hub:`` → the ClassLabel names when the
     label column has them.
 
-    Per class, ``round(eval_fraction * n)`` shuffled examples (at least 1 when the class has
-    2 or more) go to validation; then ``max_train``/``max_eval`` cap the splits keeping class
-    proportions. The same config always gives the same splits, in the same order.
+    Per class, ``round(test_fraction * n)`` shuffled examples are held out as the test split
+    first (at least 1 when the fraction is above 0 and the class has 3 or more); of the
+    rest, ``round(eval_fraction * m)`` (at least 1 when 2 or more are left) go to
+    validation; then ``max_train``/``max_eval``/``max_test`` cap the splits keeping class
+    proportions. A test row whose text equals a train or validation row (whitespace and case
+    aside) is dropped from the test split. With ``test_fraction: 0`` train and validation
+    are what they were before the test split existed. The same config always gives the
+    same splits, in the same order.
 
     Raises DataError (missing file/column, no usable rows, a single class, validation labels
     with no training examples, malformed or non-UTF-8 files, hub without network).
@@ -157,9 +209,10 @@ def load_dataset(cfg: DataConfig) -> DatasetSplits:
             f"classification needs at least 2 classes, found only {only!r} in {where} "
             f"({len(texts)} examples); check data.label_field or add examples of other classes"
         )
-    train_idx, eval_idx = _split(ids, cfg)
+    train_idx, eval_idx, test_idx = _split(ids, cfg)
     train = [Example(texts[i], ids[i]) for i in train_idx]
     evals = [Example(texts[i], ids[i]) for i in eval_idx]
+    test = _unseen(test_idx, train_idx + eval_idx, texts, ids)
     train_labels = {ex.label for ex in train}
     orphan = sorted({ex.label for ex in evals} - train_labels)
     if orphan:
@@ -176,4 +229,6 @@ def load_dataset(cfg: DataConfig) -> DatasetSplits:
         )
     if not train:
         raise DataError(f"no training examples in {where}; add more data")
-    return DatasetSplits(train=train, eval=evals, label_names=list(names), source=cfg.source)
+    return DatasetSplits(
+        train=train, eval=evals, label_names=list(names), source=cfg.source, test=test
+    )

