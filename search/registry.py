@@ -4,6 +4,8 @@
   counts trial slots taken by workers, never more than ``n_trials``), status and error.
 - ``kdsearch_artifacts``: plots and checkpoints uploaded through ``optuna.artifacts``, and
   whether the keep policy has deleted them.
+- ``kdsearch_jobs``: the work a study does after its search (test scoring, confirmation
+  re-runs), claimed by workers like trial slots (``search.jobs``).
 
 Optuna owns ``studies``, ``trials``, ``alembic_version`` ...; our tables carry a prefix.
 The schema is owned by Alembic (``migrations/``, version table
@@ -41,6 +43,27 @@ study_runs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True),
+    # the study's final results (test scores, confirmed means), set when it completes
+    sa.Column("results_json", sa.Text, nullable=True),
+)
+
+# End-of-study work (see search.jobs): test scoring and confirmation re-runs.
+jobs = sa.Table(
+    "kdsearch_jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_name", sa.String(255), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # test | confirm
+    sa.Column("trial_number", sa.Integer, nullable=False),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | running | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(255), nullable=True),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("result_json", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.UniqueConstraint("study_name", "kind", "trial_number", "seed", name="uq_kdsearch_job"),
 )
 
 artifacts = sa.Table(
@@ -271,6 +294,25 @@ def list_artifacts(
         q = q.where(artifacts.c.deleted.is_(False))
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q.order_by(artifacts.c.id)).all()]
+
+
+def set_results(engine: Engine, study_name: str, results: dict[str, Any]) -> None:
+    """Store the study's final results (JSON; NaN is refused)."""
+    with engine.begin() as conn:
+        conn.execute(
+            study_runs.update()
+            .where(study_runs.c.study_name == study_name)
+            .values(results_json=json.dumps(results, allow_nan=False), updated_at=now())
+        )
+
+
+def results(engine: Engine, study_name: str) -> dict[str, Any] | None:
+    """The final results stored by :func:`set_results`, or None before the study ends."""
+    with engine.connect() as conn:
+        raw = conn.execute(
+            sa.select(study_runs.c.results_json).where(study_runs.c.study_name == study_name)
+        ).scalar()
+    return json.loads(raw) if raw else None
 
 
 def mark_deleted(engine: Engine, ids: list[int]) -> None:

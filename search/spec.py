@@ -112,6 +112,24 @@ class KeepPolicy(_Strict):
     onnx: bool = True
 
 
+class ConfirmPolicy(_Strict):
+    """After the search, re-run the winners with fresh seeds so a lucky trial cannot win.
+
+    ``seeds``: how many re-runs per confirmed trial, each with a training seed the search
+    never used (``seed + 1``, ``seed + 2``, ...); 0 turns confirmation off; unset means 3
+    for studies of 10 trials or more and off below. ``top_k``: besides the recommended
+    trial, confirm the first k other Pareto-front trials in the recommendation order.
+    """
+
+    seeds: int | None = Field(default=None, ge=0, le=20)
+    top_k: int = Field(default=0, ge=0, le=20)
+
+    def seeds_for(self, n_trials: int) -> int:
+        if self.seeds is not None:
+            return self.seeds
+        return 3 if n_trials >= 10 else 0
+
+
 class TrainingDefaults(_Strict):
     """Training settings that are not searched (searched ones come from search_space)."""
 
@@ -154,6 +172,7 @@ class StudySpec(_Strict):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     seed: int = 0
     keep: KeepPolicy = Field(default_factory=KeepPolicy)
+    confirm: ConfirmPolicy = Field(default_factory=ConfirmPolicy)
     max_consecutive_failures: int = Field(default=5, ge=1)
 
     @field_validator("search_space")

@@ -22,7 +22,7 @@ from distill.config import RunConfig
 from distill.context import RunContext, context_key, prepare_context
 from distill.errors import KDSearchError
 
-from . import registry
+from . import final, jobs, registry
 from . import study as study_mod
 from .artifacts import apply_keep_policy, make_artifact_store
 from .objective import StopRequested, TrialObjective, build_run_config
@@ -193,8 +193,10 @@ class Worker:
         spec, study = self._load(run)
         # Fail the trials of dead workers now, even when this worker has no slot to claim.
         optuna.storages.fail_stale_trials(study)
-        if self._finish_if_done(study, run):
+        if run.status not in registry.ACTIVE:
             return True
+        if self._search_done(study, run):
+            return self._final_phase(run, spec, study)
         if run.claimed >= run.n_trials and not self._deadline_passed(run):
             return False
         if run.status == "queued":  # visible progress while the teacher and data are prepared
@@ -229,7 +231,9 @@ class Worker:
                 break
             worked = True
             self._one_trial(study, objective, name, spec)
-        self._finish_if_done(study, registry.get(self.engine, name) or run)
+        run = registry.get(self.engine, name) or run
+        if run.status in registry.ACTIVE and self._search_done(study, run):
+            self._final_phase(run, spec, study)
         return worked
 
     def _one_trial(
@@ -270,16 +274,82 @@ class Worker:
             deadline = deadline.replace(tzinfo=registry.now().tzinfo)
         return registry.now() >= deadline
 
-    def _finish_if_done(self, study: optuna.Study, run: registry.StudyRun) -> bool:
-        """Mark the study completed once its budget is spent (or its time is up)."""
-        if run.status not in registry.ACTIVE:
-            return True
+    def _search_done(self, study: optuna.Study, run: registry.StudyRun) -> bool:
+        """The budget is spent (or the time is up) and no trial is still running."""
         trials = study.get_trials(deepcopy=False)
         live = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
         spent = run.claimed >= run.n_trials or self._deadline_passed(run)
-        if spent and not live:
-            return registry.set_status(self.engine, run.study_name, "completed")
-        return False
+        return spent and not live
+
+    # ------------------------------------------------------------------ the study's end
+    @property
+    def worker_id(self) -> str:
+        return f"{os.uname().nodename}:{os.getpid()}:{self.options.worker_index}"
+
+    def _final_phase(self, run: registry.StudyRun, spec: StudySpec, study: optuna.Study) -> bool:
+        """Plan, run and summarise the study's end jobs (test scoring, confirmation), then
+        complete it. Several workers share the jobs; the one that sees none left
+        summarises (idempotently). Returns whether this worker ran a job."""
+        name = run.study_name
+        trials = study.get_trials(deepcopy=False)
+        wanted = final.plan(spec, trials, study.directions)
+        if wanted and jobs.plan(self.engine, name, wanted):
+            log.info("study %s: search done; %d end-of-study jobs planned", name, len(wanted))
+        ctx: RunContext | None = None
+        if wanted:
+            try:
+                ctx = self._context(spec)
+            except KDSearchError as exc:
+                registry.set_status(
+                    self.engine, name, "failed", f"preparing the study failed: {exc}"
+                )
+                return True
+        worked = False
+        while ctx is not None and not self.stopping:
+            job = jobs.claim(self.engine, name, self.worker_id, self.options.grace_period)
+            if job is None:
+                break
+            worked = True
+            self._run_job(job, spec, ctx, trials)
+        left = jobs.progress(self.engine, name)
+        if left["pending"] or left["running"]:
+            return worked
+        teacher_rows = final.teacher_rows_for(spec, ctx) if ctx is not None else None
+        results = final.summarize(spec, trials, jobs.list_jobs(self.engine, name), teacher_rows)
+        results["jobs"] = left
+        registry.set_results(self.engine, name, results)
+        if registry.set_status(self.engine, name, "completed"):
+            log.info("study %s: completed; recommended trial %s", name, results["recommended"])
+        return worked
+
+    def _run_job(
+        self, job: jobs.Job, spec: StudySpec, ctx: RunContext, trials: list[FrozenTrial]
+    ) -> None:
+        def on_eval(event: object) -> None:
+            if self.aborting:
+                raise StopRequested("the worker was stopped during this job")
+
+        what = f"study {job.study_name}: {job.kind} job for trial {job.trial_number}"
+        log.info("%s (seed %d) started", what, job.seed)
+        with jobs.Heartbeat(self.engine, job.id, self.worker_id, self.options.heartbeat_interval):
+            try:
+                result = final.run_job(
+                    job, spec, ctx, trials, self.engine, self.store, on_eval=on_eval
+                )
+            except StopRequested:
+                jobs.release(self.engine, job.id, self.worker_id)
+                return
+            except Exception as exc:
+                if database_unavailable(exc):
+                    raise  # the job goes stale and is taken again
+                error = (
+                    str(exc) if isinstance(exc, KDSearchError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.error("%s failed: %s", what, error)
+                jobs.finish(self.engine, job.id, self.worker_id, error=error)
+                return
+        jobs.finish(self.engine, job.id, self.worker_id, result=result)
+        log.info("%s (seed %d) done", what, job.seed)
 
 
 def default_threads(n_workers: int) -> int:

@@ -20,6 +20,7 @@ OURS = {
     "kdsearch_study_runs",
     "kdsearch_artifacts",
     "kdsearch_api_keys",
+    "kdsearch_jobs",
     "kdsearch_alembic_version",
 }
 
@@ -31,11 +32,11 @@ def _check_side_by_side(url: str) -> None:
     tables = set(sa.inspect(engine).get_table_names())
     assert tables >= OURS
     assert {"studies", "trials", "alembic_version", "version_info"} <= tables  # Optuna's
-    assert migrations.current_revision(engine) == migrations.head_revision() == "0002"
+    assert migrations.current_revision(engine) == migrations.head_revision() == "0003"
     with engine.connect() as conn:
         optuna_rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         ours = conn.execute(sa.text("SELECT version_num FROM kdsearch_alembic_version")).scalar()
-    assert ours == "0002" and optuna_rev is not None and optuna_rev != ours
+    assert ours == "0003" and optuna_rev is not None and optuna_rev != ours
     # the tables the code declares are exactly what the migrations built
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -50,11 +51,11 @@ def _check_side_by_side(url: str) -> None:
         diff = compare_metadata(mc, metadata)
     assert diff == [], diff
     # upgrading again is a no-op; downgrading ours leaves Optuna's untouched
-    assert migrations.upgrade(engine) == "0002"
+    assert migrations.upgrade(engine) == "0003"
     cfg = migrations.alembic_config(engine)
     command.downgrade(cfg, "base")
     after = set(sa.inspect(engine).get_table_names())
-    assert not ({"kdsearch_study_runs", "kdsearch_artifacts", "kdsearch_api_keys"} & after)
+    assert not (OURS - {"kdsearch_alembic_version"}) & after
     assert {"studies", "trials", "alembic_version"} <= after
     assert (
         optuna.load_study(study_name="side-by-side", storage=storage).study_name == "side-by-side"
@@ -77,13 +78,13 @@ def test_postgres_schemas_side_by_side_and_concurrent_upgrades() -> None:
         _check_side_by_side(url)
     # three processes race to create the schema
     with pg_database() as url, mp.get_context("spawn").Pool(3) as pool:
-        assert pool.map(_make, [url] * 3) == ["0002"] * 3
+        assert pool.map(_make, [url] * 3) == ["0003"] * 3
 
 
 def test_sqlite_concurrent_upgrades(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'race.db'}"
     with mp.get_context("spawn").Pool(3) as pool:
-        assert pool.map(_make, [url] * 3) == ["0002"] * 3
+        assert pool.map(_make, [url] * 3) == ["0003"] * 3
 
 
 def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
@@ -94,10 +95,33 @@ def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return run_cli("db", *args, "--database-url", url, timeout=120)
 
-    assert cli("current").stdout.strip() == "current none, latest 0002: needs `kdsearch db upgrade`"
+    assert cli("current").stdout.strip() == "current none, latest 0003: needs `kdsearch db upgrade`"
     up = cli("upgrade")
     assert up.returncode == 0
-    assert up.stdout.strip() == "kdsearch schema at revision 0002; Optuna's schema ready"
+    assert up.stdout.strip() == "kdsearch schema at revision 0003; Optuna's schema ready"
     tables = set(sa.inspect(make_engine(url)).get_table_names())
     assert {"studies", "trials", "kdsearch_study_runs"} <= tables
-    assert cli("current").stdout.strip() == "current 0002, latest 0002: up to date"
+    assert cli("current").stdout.strip() == "current 0003, latest 0003: up to date"
+
+
+def test_upgrade_from_0002_keeps_studies_and_adds_final_results(tmp_path: Path) -> None:
+    from search import registry
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    assert migrations.upgrade(engine, "0002") == "0002"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO kdsearch_study_runs (study_name, spec_json, n_trials, claimed, "
+                "status, created_at, updated_at) VALUES ('old', '{}', 4, 4, 'completed', "
+                "'2026-11-30 10:00:00', '2026-11-30 10:00:00')"
+            )
+        )
+    assert migrations.upgrade(engine) == "0003"
+    run = registry.get(engine, "old")
+    assert run is not None and run.status == "completed" and run.n_trials == 4
+    assert registry.results(engine, "old") is None
+    registry.set_results(engine, "old", {"recommended": 2})
+    assert registry.results(engine, "old") == {"recommended": 2}
+    assert "kdsearch_jobs" in sa.inspect(engine).get_table_names()
