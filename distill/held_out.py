@@ -15,9 +15,7 @@ from .config import RunConfig
 from .context import RunContext
 from .evaluate import predict_logits
 from .families import StudentModel
-from .metrics import confidence_metrics, softmax
-
-TEST_PREFIX = "test:"
+from .metrics import TEST_PREFIX, confidence_metrics, softmax
 
 
 @dataclass(frozen=True)

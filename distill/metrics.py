@@ -45,6 +45,7 @@ from .calibration import (
 __all__ = [
     "DISPLAY_KEYS",
     "METRIC_KEYS",
+    "TEST_PREFIX",
     "EceMode",
     "ReliabilityBins",
     "SigmaResult",
@@ -63,6 +64,10 @@ __all__ = [
     "reliability_bins",
     "softmax",
 ]
+
+
+# Metrics measured on the held-out test split carry this prefix (``test:accuracy``).
+TEST_PREFIX = "test:"
 
 
 # --------------------------------------------------------------------------- results

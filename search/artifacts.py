@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from distill.errors import KDSearchError
 
-from . import registry
+from . import jobs, registry
 from .leaderboard import is_feasible, pareto_front, recommendation_key, recommended_trial
 from .pruning import dominates
 from .spec import KeepPolicy
@@ -130,11 +130,15 @@ def upload_trial_outputs(
 
 
 def trials_to_keep(
-    trials: Sequence[FrozenTrial], directions: Sequence[Any], policy: KeepPolicy
+    trials: Sequence[FrozenTrial],
+    directions: Sequence[Any],
+    policy: KeepPolicy,
+    also: set[int] | None = None,
 ) -> set[int]:
-    """Trial numbers whose checkpoints stay: the front (or top k) plus the recommended one."""
+    """Trial numbers whose checkpoints stay: the front (or top k), the recommended one and
+    ``also`` (the trials the study's end scores or confirms)."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    keep: set[int] = set()
+    keep: set[int] = set(also or ())
     best = recommended_trial(complete)
     if best is not None:
         keep.add(best.number)
@@ -169,7 +173,8 @@ def apply_keep_policy(
 ) -> list[int]:
     """Delete checkpoints outside the keep set; returns the trial numbers pruned of them."""
     trials = study.get_trials(deepcopy=False)
-    keep = trials_to_keep(trials, study.directions, policy)
+    ending = {j.trial_number for j in jobs.list_jobs(engine, study.study_name)}
+    keep = trials_to_keep(trials, study.directions, policy, ending)
     finished = {t.number for t in trials if t.state.is_finished()}
     doomed = [
         a

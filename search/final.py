@@ -168,7 +168,7 @@ def summarize(
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     original = recommended_trial(complete)
     test: dict[str, dict[str, Any]] = {}
-    rows_of: dict[int, list[dict[str, Any]]] = {}
+    test_rows: dict[int, list[dict[str, Any]]] = {}
     errors: list[dict[str, Any]] = []
     runs: dict[int, list[Job]] = {}
     for job in finished:
@@ -179,24 +179,34 @@ def summarize(
         elif job.state == "done" and job.result is not None:
             if job.kind == "test":
                 test[str(job.trial_number)] = job.result["test_metrics"]
-                rows_of.setdefault(job.trial_number, [job.result["rows"]])
+                test_rows[job.trial_number] = [job.result["rows"]]
             else:
                 runs.setdefault(job.trial_number, []).append(job)
+
+    def ci(outcomes: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if teacher_rows is None or not outcomes:
+            return None
+        found = bootstrap_metrics(
+            teacher_rows["labels"],
+            teacher_rows["pred"],
+            teacher_rows["p_ref"],
+            [o["pred"] for o in outcomes],
+            [o["p_ref"] for o in outcomes],
+            seed=spec.seed,
+        )
+        return {k: v.as_json() for k, v in found.items()}
+
     confirmed: dict[str, dict[str, Any]] = {}
     for number, done in sorted(runs.items()):
         done.sort(key=lambda j: j.seed)
         mean, std = _mean_std([j.result["metrics"] for j in done if j.result])
-        entry: dict[str, Any] = {
-            "seeds": [j.seed for j in done],
-            "mean": mean,
-            "std": std,
-        }
+        entry: dict[str, Any] = {"seeds": [j.seed for j in done], "mean": mean, "std": std}
         with_test = [j.result for j in done if j.result and "test_metrics" in j.result]
         if with_test:
-            entry["test_mean"], entry["test_std"] = _mean_std(
-                [r["test_metrics"] for r in with_test]
-            )
-            rows_of[number] = [r["rows"] for r in with_test]  # fresh seeds over the original
+            test_runs = [r["test_metrics"] for r in with_test]
+            entry["test_mean"], entry["test_std"] = _mean_std(test_runs)
+            # the interval of the test mean over the fresh seeds
+            entry["ci"] = ci([r["rows"] for r in with_test])
         confirmed[str(number)] = entry
     best_number: int | None
     if confirmed:
@@ -207,21 +217,8 @@ def summarize(
     else:
         best_number = original.number if original is not None else None
         rule = "validation"
-    intervals: dict[str, dict[str, Any]] = {}
-    if teacher_rows is not None:
-        for trial_number, outcomes in rows_of.items():
-            ci = bootstrap_metrics(
-                teacher_rows["labels"],
-                teacher_rows["pred"],
-                teacher_rows["p_ref"],
-                [o["pred"] for o in outcomes],
-                [o["p_ref"] for o in outcomes],
-                seed=spec.seed,
-            )
-            intervals[str(trial_number)] = {k: v.as_json() for k, v in ci.items()}
-    for key, entry in confirmed.items():
-        if key in intervals:
-            entry["ci"] = intervals[key]
+    # the interval of each scored trial's own test result
+    intervals = {str(n): found for n, rows in test_rows.items() if (found := ci(rows))}
     return {
         "recommended": best_number,
         "recommended_before_confirmation": original.number if original is not None else None,

@@ -17,17 +17,25 @@ Recommended trial — THE RULE:
 
 Metrics are the trial user attributes named ``metric:<name>`` (``metric:accuracy``,
 ``metric:conf_sigma``, ...); a metric value may be None.
+
+Once the study has ended, its final results (``search.final``) may name another trial: when
+winners were re-run with fresh seeds, THE RULE is applied to their confirmed validation
+means instead, and that choice is the recommendation. Pass the results as ``final``.
+Leaderboard rows then carry the trial's test metrics (``test``) and confirmed statistics
+(``confirmed``) where it has them, and sort keys ``test:<metric>`` are accepted.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from distill.metrics import TEST_PREFIX
 
 from .pruning import _loss
 
@@ -121,15 +129,37 @@ def recommendation_key(t: FrozenTrial) -> tuple[bool, float, bool, float, int]:
     )
 
 
-def recommended_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
-    """The recommended trial by THE RULE in this module's docstring, or None."""
+def recommended_trial(
+    trials: Sequence[FrozenTrial], final: Mapping[str, Any] | None = None
+) -> FrozenTrial | None:
+    """The recommended trial: the study's final choice when ``final`` has one, else THE
+    RULE in this module's docstring (None when no trial qualifies)."""
+    chosen = final.get("recommended") if final else None
+    if chosen is not None:
+        for t in trials:
+            if t.number == chosen:
+                return t
     candidates = [t for t in trials if t.state == TrialState.COMPLETE and is_feasible(t)]
     if not candidates:
         return None
     return min(candidates, key=recommendation_key)
 
 
-def trial_row(trial: FrozenTrial, pareto_numbers: set[int]) -> dict[str, Any]:
+def final_of(trial_number: int, final: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The trial's test metrics, confirmed statistics and test intervals from ``final``."""
+    if not final:
+        return {"test": None, "confirmed": None, "intervals": None}
+    key = str(trial_number)
+    return {
+        "test": final.get("test", {}).get(key),
+        "confirmed": final.get("confirmed", {}).get(key),
+        "intervals": final.get("intervals", {}).get(key),
+    }
+
+
+def trial_row(
+    trial: FrozenTrial, pareto_numbers: set[int], final: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """One leaderboard row (JSON-able when the params and metrics are)."""
     duration = trial.duration
     return {
@@ -142,12 +172,16 @@ def trial_row(trial: FrozenTrial, pareto_numbers: set[int]) -> dict[str, Any]:
         "feasible": is_feasible(trial),
         "duration_s": duration.total_seconds() if duration is not None else None,
         "error": trial.user_attrs.get("error"),
+        **final_of(trial.number, final),
     }
 
 
 def _sort_value(row: dict[str, Any], sort: str) -> float | None:
-    value = row[sort] if sort in _BUILTIN_SORT_KEYS else row["metrics"].get(sort)
-    return number_or_none(value)
+    if sort in _BUILTIN_SORT_KEYS:
+        return number_or_none(row[sort])
+    if sort.startswith(TEST_PREFIX):
+        return number_or_none((row["test"] or {}).get(sort[len(TEST_PREFIX) :]))
+    return number_or_none(row["metrics"].get(sort))
 
 
 def leaderboard(
@@ -155,6 +189,7 @@ def leaderboard(
     sort: str | None = None,
     descending: bool = True,
     states: set[str] | None = None,
+    final: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for the study's trials (by trial number unless ``sort`` names a metric).
 
@@ -165,10 +200,11 @@ def leaderboard(
     """
     trials = study.get_trials(deepcopy=False)
     pareto_numbers = {t.number for t in pareto_front(trials, study.directions)}
-    rows = [trial_row(t, pareto_numbers) for t in sorted(trials, key=lambda t: t.number)]
+    rows = [trial_row(t, pareto_numbers, final) for t in sorted(trials, key=lambda t: t.number)]
 
     if sort is not None:
         metric_keys = {k for row in rows for k in row["metrics"]}
+        metric_keys |= {f"{TEST_PREFIX}{k}" for row in rows for k in (row["test"] or {})}
         metric_keys.update(study.metric_names or [])
         allowed = sorted(metric_keys) + list(_BUILTIN_SORT_KEYS)
         if sort not in allowed:

@@ -112,6 +112,8 @@ class StudyRun:
     owner: str | None
     created_at: dt.datetime
     deadline_at: dt.datetime | None
+    # the final results (test scores, confirmed means) once the study has completed
+    results: dict[str, Any] | None = None
 
 
 def _row(r: Any) -> StudyRun:
@@ -125,6 +127,7 @@ def _row(r: Any) -> StudyRun:
         r.owner,
         r.created_at,
         r.deadline_at,
+        json.loads(r.results_json) if r.results_json else None,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 DEFAULT_DB = "sqlite:///./kdsearch.db"
 DEFAULT_ARTIFACTS = "./kdsearch-artifacts"
+_TEST_COLUMNS = ["accuracy", "conf_sigma"]
 _COLUMNS = ("accuracy", "conf_sigma", "conf_bias", "ece_gap", "kl_teacher_student", "params")
 
 
@@ -102,6 +103,7 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
     import optuna
 
     from distill.errors import ConfigError
+    from search import jobs, registry
     from search import study as study_mod
     from search.leaderboard import leaderboard, recommended_trial
     from search.storage import make_engine, make_storage
@@ -116,27 +118,82 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
     print(f"study {name}: {info['status']} ({counts or 'no trials'})")
     if info["error"]:
         print(f"  error: {info['error']}")
+    run = registry.get(engine, name)
+    final = run.results if run is not None else None
+    ending = jobs.progress(engine, name)
+    if ending["total"]:
+        print(
+            f"  end of study: {ending['done']}/{ending['total']} test/confirmation jobs done"
+            + (f", {ending['failed']} failed" if ending["failed"] else "")
+        )
     try:
-        rows = leaderboard(study, sort=sort, descending=sort != "conf_sigma")
+        rows = leaderboard(
+            study, sort=sort, descending=not (sort or "").endswith("conf_sigma"), final=final
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    widths = [max(10, len(c)) for c in _COLUMNS]
+    columns = [*_COLUMNS, *(f"test:{c}" for c in _TEST_COLUMNS)]
+    widths = [max(10, len(c)) for c in columns]
     header = f"{'#':>4} {'state':<9} {'pareto':<6} " + " ".join(
-        f"{c:>{w}}" for c, w in zip(_COLUMNS, widths, strict=True)
+        f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)
     )
     print(header)
     for row in rows:
         cells = []
-        for c, w in zip(_COLUMNS, widths, strict=True):
-            v = row["metrics"].get(c)
+        for c, w in zip(columns, widths, strict=True):
+            where = row["metrics"] if not c.startswith("test:") else (row["test"] or {})
+            v = where.get(c.removeprefix("test:"))
             cells.append(f"{'-':>{w}}" if v is None else f"{v:>{w}.4g}")
         flag = "*" if row["pareto"] else ""
         print(f"{row['number']:>4} {row['state']:<9} {flag:<6} " + " ".join(cells))
         if row.get("error"):
             print(f"       error: {str(row['error'])[:200]}")
-    best = recommended_trial(study.get_trials(deepcopy=False))
+    best = recommended_trial(study.get_trials(deepcopy=False), final)
     if best is not None:
-        print(f"recommended: trial {best.number} {best.params}")
+        how = (final or {}).get("recommended_by", "validation")
+        print(f"recommended: trial {best.number} (chosen on {how}) {best.params}")
+        for line in describe_final(best.number, final):
+            print(f"  {line}")
+
+
+def describe_final(number: int, final: dict[str, Any] | None) -> list[str]:
+    """The recommended trial's test numbers and confirmation, one line each."""
+    if not final:
+        return []
+    lines = []
+    key = str(number)
+    test = final.get("test", {}).get(key)
+
+    def fmt(metric: str, value: Any, std: Any = None, ci: dict[str, Any] | None = None) -> str:
+        text = f"{metric} {value:.4f}" if isinstance(value, float | int) else f"{metric} -"
+        if isinstance(std, float | int):
+            text += f" ± {std:.4f}"
+        if ci and metric in ci:
+            text += f" [95% CI {ci[metric]['low']:.4f}, {ci[metric]['high']:.4f}]"
+        return text
+
+    metrics = ("accuracy", "conf_sigma")
+    if test:
+        ci = final.get("intervals", {}).get(key)
+        lines.append(
+            f"test, this run ({final.get('n_test_rows', '?')} held-out rows): "
+            + ", ".join(fmt(m, test.get(m), ci=ci) for m in metrics)
+        )
+    confirmed = final.get("confirmed", {}).get(key)
+    if confirmed:
+        mean, std = confirmed.get("mean", {}), confirmed.get("std", {})
+        line = f"confirmed over {len(confirmed['seeds'])} fresh seeds: validation " + ", ".join(
+            fmt(m, mean.get(m), std.get(m)) for m in metrics
+        )
+        if confirmed.get("test_mean"):
+            t_mean, t_std = confirmed["test_mean"], confirmed.get("test_std", {})
+            line += "; test " + ", ".join(
+                fmt(m, t_mean.get(m), t_std.get(m), confirmed.get("ci")) for m in metrics
+            )
+        lines.append(line)
+    for err in final.get("errors", []):
+        lines.append(f"{err['kind']} job of trial {err['trial']} failed: {err['error']}")
+    return lines
 
 
 def cmd_study_run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ErrorOut(BaseModel):
@@ -51,7 +51,34 @@ class ParetoPoint(BaseModel):
 class RecommendedTrial(BaseModel):
     number: int
     params: dict[str, Any]
-    metrics: dict[str, Any]
+    metrics: dict[str, Any] = Field(description="validation metrics of the search's run")
+    test_metrics: dict[str, Any] | None = Field(
+        default=None, description="the same run scored once on the held-out test split"
+    )
+    confirmed: dict[str, Any] | None = Field(
+        default=None,
+        description="re-runs with fresh seeds: seeds, mean/std (validation), test_mean/"
+        "test_std, ci (bootstrap 95% intervals over test rows)",
+    )
+    intervals: dict[str, Any] | None = Field(
+        default=None, description="bootstrap 95% intervals over the test rows"
+    )
+    chosen_by: str = Field(
+        default="validation",
+        description="'validation' (THE RULE on the search's runs) or 'confirmed validation "
+        "means' (THE RULE on the means of the fresh-seed re-runs)",
+    )
+
+
+class EndJobs(BaseModel):
+    """The study's end: test scoring and confirmation re-runs (never counted in n_trials)."""
+
+    total: int
+    pending: int
+    running: int
+    done: int
+    failed: int
+    errors: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class StudyDetail(BaseModel):
@@ -66,6 +93,7 @@ class StudyDetail(BaseModel):
     trials: dict[str, int]
     pareto_front: list[ParetoPoint]
     recommended: RecommendedTrial | None
+    end_jobs: EndJobs | None = None
     error: str | None
     links: StudyLinks
 
@@ -80,6 +108,11 @@ class TrialRow(BaseModel):
     feasible: bool
     duration_s: float | None
     error: str | None
+    test: dict[str, Any] | None = Field(
+        default=None, description="test-split metrics (recommended and Pareto trials, at the end)"
+    )
+    confirmed: dict[str, Any] | None = None
+    intervals: dict[str, Any] | None = None
 
 
 class TrialPage(BaseModel):

@@ -36,7 +36,8 @@ def get_checkpoint(
     }
     have = ", ".join(str(n) for n in sorted(kept)) or "none"
     if trial is None:
-        best = recommended_trial(load_study(state, run).get_trials(deepcopy=False))
+        trials = load_study(state, run).get_trials(deepcopy=False)
+        best = recommended_trial(trials, run.results)
         if best is None:
             raise HTTPException(
                 409,

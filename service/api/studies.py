@@ -9,17 +9,19 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from optuna.trial import FrozenTrial
 from pydantic import ValidationError
 
-from search import registry
+from search import jobs, registry
 from search import study as study_mod
-from search.leaderboard import pareto_front, recommended_trial, trial_metrics
+from search.leaderboard import final_of, pareto_front, recommended_trial, trial_metrics
 from search.spec import StudySpec
 
 from ..deps import Caller, Run, ServiceState, State, load_study
 from ..openapi import spec_request_body
 from ..schemas import (
     CancelOut,
+    EndJobs,
     ErrorOut,
     ParetoPoint,
     RecommendedTrial,
@@ -129,12 +131,33 @@ def list_studies(
     return StudyPage(total=int(total or 0), limit=limit, offset=offset, items=items)
 
 
+def _recommended(best: FrozenTrial, results: dict[str, Any] | None) -> RecommendedTrial:
+    extra = final_of(best.number, results)
+    return RecommendedTrial(
+        number=best.number,
+        params=best.params,
+        metrics=json_safe(trial_metrics(best)),
+        test_metrics=json_safe(extra["test"]),
+        confirmed=json_safe(extra["confirmed"]),
+        intervals=json_safe(extra["intervals"]),
+        chosen_by=(results or {}).get("recommended_by", "validation"),
+    )
+
+
+def _end_jobs(state: ServiceState, run: registry.StudyRun) -> EndJobs | None:
+    counts = jobs.progress(state.engine, run.study_name)
+    if not counts["total"]:
+        return None
+    errors = (run.results or {}).get("errors", [])
+    return EndJobs(**counts, errors=errors)
+
+
 @router.get("/{study_id}", responses=ERRORS)
 def get_study(state: State, run: Run) -> StudyDetail:
     study = load_study(state, run)
     trials = study.get_trials(deepcopy=False)
     front = pareto_front(trials, study.directions)
-    best = recommended_trial(trials)
+    best = recommended_trial(trials, run.results)
     return StudyDetail(
         id=run.study_name,
         name=run.spec.get("name"),
@@ -148,11 +171,8 @@ def get_study(state: State, run: Run) -> StudyDetail:
         pareto_front=[
             ParetoPoint(number=t.number, values=json_safe(list(t.values or []))) for t in front
         ],
-        recommended=None
-        if best is None
-        else RecommendedTrial(
-            number=best.number, params=best.params, metrics=json_safe(trial_metrics(best))
-        ),
+        recommended=None if best is None else _recommended(best, run.results),
+        end_jobs=_end_jobs(state, run),
         error=run.error,
         links=links(run.study_name),
     )

@@ -51,7 +51,9 @@ def list_trials(
     states = _states(trial_state)
     study = load_study(state, run)
     try:
-        rows = leaderboard(study, sort=sort, descending=order == "desc", states=states)
+        rows = leaderboard(
+            study, sort=sort, descending=order == "desc", states=states, final=run.results
+        )
     except ValueError as exc:  # states are checked above: this is the sort key
         raise HTTPException(422, f"sort: {exc}") from None
     page = [TrialRow(**json_safe(r)) for r in rows[offset : offset + limit]]
@@ -90,7 +92,7 @@ def get_trial(state: State, run: Run, number: int) -> TrialDetail:
     }
     has_ckpt = bool(_artifacts(state, run.study_name, number, "checkpoint"))
     return TrialDetail(
-        **json_safe(trial_row(trial, front)),
+        **json_safe(trial_row(trial, front, run.results)),
         constraints=json_safe(dict(trial.constraints)),
         config=json_safe(trial.user_attrs.get("config")),
         plots=plots,
