@@ -31,7 +31,7 @@ from .leaderboard import (
     recommended_trial,
     trial_row,
 )
-from .report_verdict import Verdict, judge, metric
+from .report_verdict import Verdict, held_out, judge, metric
 from .study import SPEC_ATTR, state_counts
 
 __all__ = [
@@ -263,12 +263,14 @@ def build_report(
     else:
         kappa, source = from_spec, "spec" if from_spec is not None else "none"
 
-    best = recommended_trial(trials)
-    rows = leaderboard(study)
+    final = run.results if run is not None else None
+    best = recommended_trial(trials, final)
+    rows = leaderboard(study, final=final)
     recommended = None
     if best is not None:
         front = {r["number"] for r in rows if r["pareto"]}
-        recommended = trial_row(best, front)
+        recommended = trial_row(best, front, final)
+        recommended["chosen_by"] = (final or {}).get("recommended_by", "validation")
     plots, plot_notes = (
         ({}, []) if best is None else trial_plots(engine, store, study.study_name, best.number)
     )
@@ -295,6 +297,6 @@ def build_report(
         plots=plots,
         plot_notes=plot_notes,
         importances=[param_importances(trials, m, d) for m, d in IMPORTANCE_METRICS.items()],
-        verdict=judge(trials, best, kappa, teacher),
+        verdict=judge(trials, best, kappa, teacher, held_out(best.number, final) if best else None),
         generated_at=(now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )

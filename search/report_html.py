@@ -26,6 +26,7 @@ LEADERBOARD_METRICS = (
     "agreement",
     "ece_gap",
 )
+TEST_COLUMNS = ("accuracy", "conf_sigma")
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
@@ -150,10 +151,39 @@ def _recommended(r: Report) -> str:
             "recommended: no completed trial meets the study's constraints.</p></section>"
         )
     metrics = rec["metrics"]
-    rows = "".join(
-        f'<tr><th>{e(m)}</th><td class="num">{fmt(metrics.get(m))}</td></tr>'
-        for m in DISPLAY_KEYS
-        if m in metrics
+    test = rec.get("test") or {}
+    confirmed = rec.get("confirmed") or {}
+    c_mean, c_std = confirmed.get("test_mean") or {}, confirmed.get("test_std") or {}
+    heads = ["metric", "validation (selected on)"]
+    if test:
+        heads.append("test (this run)")
+    if c_mean:
+        heads.append(f"test, mean ± std of {len(confirmed.get('seeds', []))} fresh seeds")
+
+    def cells(m: str) -> str:
+        out = f'<td class="num">{fmt(metrics.get(m))}</td>'
+        if test:
+            out += f'<td class="num">{fmt(test.get(m))}</td>'
+        if c_mean:
+            shown = fmt(c_mean.get(m))
+            if m in c_std:
+                shown += f" ± {fmt(c_std[m])}"
+            out += f'<td class="num">{shown}</td>'
+        return out
+
+    rows = "<tr>" + "".join(f"<th>{e(h)}</th>" for h in heads) + "</tr>"
+    rows += "".join(f"<tr><th>{e(m)}</th>{cells(m)}</tr>" for m in DISPLAY_KEYS if m in metrics)
+    intervals = confirmed.get("ci") or rec.get("intervals") or {}
+    ci_note = "".join(
+        f'<p class="ci">{e(m)} 95% CI over the test rows: {fmt(v["low"])} – {fmt(v["high"])}'
+        f" ({'mean of the fresh seeds' if confirmed.get('ci') else 'this run'}, "
+        f"{v['resamples']} bootstrap resamples)</p>"
+        for m, v in intervals.items()
+    )
+    chosen = (
+        "chosen by THE RULE on the confirmed validation means of its fresh-seed re-runs"
+        if rec.get("chosen_by") == "confirmed validation means"
+        else "chosen by THE RULE on validation"
     )
     params = "".join(
         f'<tr><th>{e(k)}</th><td class="num">{fmt(v)}</td></tr>' for k, v in rec["params"].items()
@@ -174,9 +204,11 @@ def _recommended(r: Report) -> str:
     notes = "".join(f'<p class="note">{e(n)}</p>' for n in r.plot_notes)
     return (
         f'<section id="recommended"><h2>Recommended trial {rec["number"]}</h2>'
+        f'<p class="sub">{e(chosen)}</p>'
         '<div class="cols"><div><h3>Parameters</h3><table>'
         f"{params or '<tr><td>none searched</td></tr>'}</table></div>"
-        f"<div><h3>Metrics (held-out)</h3><table>{rows}</table></div></div>"
+        f'<div><h3>Metrics</h3><table id="recommended-metrics">{rows}</table>{ci_note}</div>'
+        "</div>"
         f'<div class="plots">{"".join(figures)}</div>{notes}</section>'
     )
 
@@ -210,13 +242,25 @@ def _importances(r: Report) -> str:
 
 def _leaderboard(r: Report) -> str:
     rec = r.recommended["number"] if r.recommended else None
-    names = ("#", "state", "Pareto", "feasible", "parameters", *LEADERBOARD_METRICS, "seconds")
+    tests = [f"test:{m}" for m in TEST_COLUMNS]
+    names = (
+        "#",
+        "state",
+        "Pareto",
+        "feasible",
+        "parameters",
+        *LEADERBOARD_METRICS,
+        *tests,
+        "seconds",
+    )
     head = "".join(f"<th>{e(h)}</th>" for h in names)
     body = []
     for row in r.rows:
         classes = f"state-{e(row['state'])}" + (" recommended" if row["number"] == rec else "")
         metrics = row["metrics"]
         cells = "".join(f'<td class="num">{fmt(metrics.get(m))}</td>' for m in LEADERBOARD_METRICS)
+        test = row.get("test") or {}
+        cells += "".join(f'<td class="num">{fmt(test.get(m))}</td>' for m in TEST_COLUMNS)
         feasible = fmt(row["feasible"]) if row["state"] == "COMPLETE" else "–"
         body.append(
             f'<tr id="trial-{row["number"]}" class="{classes}"><td>{row["number"]}'
@@ -233,7 +277,9 @@ def _leaderboard(r: Report) -> str:
     rows = "".join(body) or f'<tr><td colspan="{len(names)}">no trials</td></tr>'
     return (
         '<section id="leaderboard"><h2>Leaderboard</h2><p>Every trial by number; ★ marks the '
-        "recommended one, Pareto is on the study's objectives.</p>"
+        "recommended one, Pareto is on the study's objectives. Metrics are on validation; "
+        "the test columns are filled at the study's end for the recommended and Pareto "
+        "trials.</p>"
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></div></section>"
     )

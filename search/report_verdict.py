@@ -1,21 +1,24 @@
 """The report's plain words: is confidence preserved, at what accuracy cost, how many fit.
 
 Confidence is preserved (DESIGN.md) when the paper's sigma (``conf_sigma``) is <= kappa.
-The verdict is about the recommended trial of :mod:`search.leaderboard` (THE RULE).
+The verdict is about the recommended trial of :mod:`search.leaderboard` (THE RULE, or the
+study's final choice). Once the study has scored it on the held-out test split, the verdict
+judges the test numbers (the confirmed test mean when it was re-run with fresh seeds), not
+the validation numbers it was selected on.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from optuna.trial import FrozenTrial, TrialState
 
 from .leaderboard import METRIC_PREFIX, is_feasible, number_or_none, recommended_trial
 
-__all__ = ["Verdict", "judge", "metric"]
+__all__ = ["HeldOut", "Verdict", "held_out", "judge", "metric"]
 
 State = Literal["preserved", "not_preserved", "undecided", "no_trials"]
 
@@ -27,6 +30,54 @@ class Verdict:
     state: State
     headline: str
     details: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The recommended trial's numbers on the test split, and what they are."""
+
+    accuracy: float | None
+    conf_sigma: float | None
+    teacher_accuracy: float | None
+    basis: str
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def shown(self, name: str) -> str:
+        value = getattr(self, name)
+        text = f"{value:.4f}" if value is not None else "undefined"
+        if name in self.intervals:
+            low, high = self.intervals[name]
+            text += f" (95% CI {low:.4f}–{high:.4f})"
+        return text
+
+
+def held_out(number: int, final: Mapping[str, Any] | None) -> HeldOut | None:
+    """The trial's test numbers from the study's final results: the confirmed test mean
+    when it was re-run, else its own test score; None before the study has scored it."""
+    if not final:
+        return None
+    key, rows = str(number), final.get("n_test_rows", 0)
+    confirmed = final.get("confirmed", {}).get(key) or {}
+    source = confirmed.get("test_mean")
+    if source:
+        ci = confirmed.get("ci") or {}
+        basis = (
+            f"the mean of {len(confirmed['seeds'])} fresh-seed re-runs on the {rows} "
+            "held-out test rows"
+        )
+    else:
+        source = final.get("test", {}).get(key)
+        ci = final.get("intervals", {}).get(key) or {}
+        basis = f"the {rows} held-out test rows"
+    if not source:
+        return None
+    return HeldOut(
+        accuracy=number_or_none(source.get("accuracy")),
+        conf_sigma=number_or_none(source.get("conf_sigma")),
+        teacher_accuracy=number_or_none(source.get("teacher_accuracy")),
+        basis=basis,
+        intervals={k: (float(v["low"]), float(v["high"])) for k, v in ci.items()},
+    )
 
 
 def metric(trial: FrozenTrial, name: str) -> float | None:
@@ -104,8 +155,10 @@ def judge(
     best: FrozenTrial | None,
     kappa: float | None,
     teacher_accuracy: float | None,
+    test: HeldOut | None = None,
 ) -> Verdict:
-    """The verdict on ``best`` (the recommended trial, or None) against ``kappa``."""
+    """The verdict on ``best`` (the recommended trial, or None) against ``kappa``: on its
+    held-out ``test`` numbers when given, else on its validation numbers."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     others = _others(trials)
     if not complete:
@@ -150,12 +203,36 @@ def judge(
     n = best.number
     state: State
     extra: list[str] = []
+    first: list[str] = []  # the held-out numbers come before the validation ones
+    on = ""
+    if test is not None:
+        val_sigma = f"{sigma:.4f}" if sigma is not None else "undefined"
+        val_acc = metric(best, "accuracy")
+        first.append(
+            f"Judged on {test.basis}: accuracy {test.shown('accuracy')}, conf_sigma "
+            f"{test.shown('conf_sigma')}. On validation, where the search selected it: "
+            f"accuracy {val_acc if val_acc is None else f'{val_acc:.4f}'}, conf_sigma "
+            f"{val_sigma}."
+        )
+        if test.teacher_accuracy is not None and test.accuracy is not None:
+            gap = test.teacher_accuracy - test.accuracy
+            first.append(
+                f"On the test rows the teacher's accuracy is {test.teacher_accuracy:.4f}: the "
+                f"student is {_points(gap)} {'below' if gap > 0 else 'above'} it."
+            )
+        sigma, on = test.conf_sigma, " on held-out test data"
+        band = test.intervals.get("conf_sigma")
+        if kappa is not None and band is not None and band[0] <= kappa <= band[1]:
+            first.append(
+                f"The 95% interval of conf_sigma contains κ = {kappa:g}: the test rows cannot "
+                "tell for sure; more test rows or confirmation seeds would."
+            )
     if kappa is None:
         state = "undecided"
         shown = f"{sigma:.4f}" if sigma is not None else "undefined"
         headline = (
             f"No κ is set, so preservation cannot be judged: the recommended trial {n} has "
-            f"conf_sigma = {shown}. Add the constraint {{metric: conf_sigma, max: κ}} to the "
+            f"conf_sigma = {shown}{on}. Add the constraint {{metric: conf_sigma, max: κ}} to the "
             "study spec, or give the report a κ."
         )
     elif sigma is None:
@@ -167,13 +244,13 @@ def judge(
     elif sigma <= kappa:
         state = "preserved"
         headline = (
-            f"Confidence is preserved: the recommended trial {n} has conf_sigma = "
+            f"Confidence is preserved{on}: the recommended trial {n} has conf_sigma = "
             f"{sigma:.4f} ≤ κ = {kappa:g}."
         )
     else:
         state = "not_preserved"
         headline = (
-            f"Confidence is NOT preserved: the recommended trial {n} has conf_sigma = "
+            f"Confidence is NOT preserved{on}: the recommended trial {n} has conf_sigma = "
             f"{sigma:.4f} > κ = {kappa:g}."
         )
         alt = recommended_trial(within)
@@ -186,4 +263,9 @@ def judge(
             )
         elif not within:
             extra.append(f"No completed trial has conf_sigma ≤ κ = {kappa:g}.")
-    return Verdict(state, headline, [*_cost(best, complete, teacher_accuracy), *extra, *counts])
+    cost = _cost(best, complete, teacher_accuracy)
+    if first:
+        cost = [
+            f"On validation: {c[0].lower()}{c[1:]}" if i == 0 else c for i, c in enumerate(cost)
+        ]
+    return Verdict(state, headline, [*first, *cost, *extra, *counts])
