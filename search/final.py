@@ -53,10 +53,27 @@ def _ranked_front(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirec
     return sorted(pareto_front(trials, directions), key=recommendation_key)
 
 
+def to_score(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[int]:
+    """The trials the study's end scores on the test split: recommended, then the front."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = recommended_trial(complete)
+    if best is None:
+        return []
+    front = [t.number for t in _ranked_front(complete, directions) if t.number != best.number]
+    return [best.number, *front]
+
+
 def plan(
-    spec: StudySpec, trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
+    spec: StudySpec,
+    trials: Sequence[FrozenTrial],
+    directions: Sequence[StudyDirection],
+    with_checkpoint: set[int] | None = None,
 ) -> list[tuple[str, int, int]]:
-    """The (kind, trial_number, seed) jobs the study's end needs, in running order."""
+    """The (kind, trial_number, seed) jobs the study's end needs, in running order.
+
+    Test scoring reads a trial's stored checkpoint: with ``with_checkpoint`` given, trials
+    outside it (the keep policy removed theirs) are left out (see :func:`not_scored`).
+    """
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = recommended_trial(complete)
     if best is None:
@@ -65,11 +82,36 @@ def plan(
     wanted: list[tuple[str, int, int]] = []
     seeds = spec.confirm.seeds_for(spec.n_trials)
     if seeds:
-        for number in [best.number, *front[: spec.confirm.top_k]]:
+        # only trials whose checkpoint is kept: the confirmed winner is the one served
+        others = [n for n in front if with_checkpoint is None or n in with_checkpoint]
+        for number in [best.number, *others[: spec.confirm.top_k]]:
             wanted += [("confirm", number, spec.seed + i) for i in range(1, seeds + 1)]
     if spec.data.test_fraction > 0:
-        wanted += [("test", n, spec.seed) for n in [best.number, *front]]
+        scored = [best.number, *front]
+        if with_checkpoint is not None:
+            scored = [n for n in scored if n in with_checkpoint]
+        wanted += [("test", n, spec.seed) for n in scored]
     return wanted
+
+
+def not_scored(
+    spec: StudySpec,
+    trials: Sequence[FrozenTrial],
+    directions: Sequence[StudyDirection],
+    with_checkpoint: set[int],
+) -> list[dict[str, Any]]:
+    """The recommended/front trials whose test score cannot be made, and why."""
+    if spec.data.test_fraction <= 0:
+        return []
+    return [
+        {
+            "trial": n,
+            "reason": f"its checkpoint was removed by keep.policy {spec.keep.policy!r} "
+            f"(k={spec.keep.k}); keep.policy 'pareto' keeps every trial the test split scores",
+        }
+        for n in to_score(trials, directions)
+        if n not in with_checkpoint
+    ]
 
 
 def _trial_config(trial: FrozenTrial, spec: StudySpec) -> RunConfig:

@@ -292,7 +292,10 @@ class Worker:
         summarises (idempotently). Returns whether this worker ran a job."""
         name = run.study_name
         trials = study.get_trials(deepcopy=False)
-        wanted = final.plan(spec, trials, study.directions)
+        kept = {
+            a["trial_number"] for a in registry.list_artifacts(self.engine, name, kind="checkpoint")
+        }
+        wanted = final.plan(spec, trials, study.directions, kept)
         if wanted and jobs.plan(self.engine, name, wanted):
             log.info("study %s: search done; %d end-of-study jobs planned", name, len(wanted))
         ctx: RunContext | None = None
@@ -317,6 +320,7 @@ class Worker:
         teacher_rows = final.teacher_rows_for(spec, ctx) if ctx is not None else None
         results = final.summarize(spec, trials, jobs.list_jobs(self.engine, name), teacher_rows)
         results["jobs"] = left
+        results["not_scored"] = final.not_scored(spec, trials, study.directions, kept)
         registry.set_results(self.engine, name, results)
         if registry.set_status(self.engine, name, "completed"):
             log.info("study %s: completed; recommended trial %s", name, results["recommended"])
