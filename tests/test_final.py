@@ -226,3 +226,98 @@ def test_study_end_scores_winners_on_test_and_confirms_with_fresh_seeds(  # type
     assert f"recommended: trial {best} (chosen on confirmed validation means)" in out
     assert "confirmed over 2 fresh seeds: validation accuracy" in out
     assert "[95% CI" in out
+
+
+# --------------------------------------------------------------------------- no leak
+
+
+def _corpus_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def _visible(trial: Any, timing: set[str]) -> dict[str, Any]:
+    return {
+        k: v for k, v in trial.user_attrs.items() if k.startswith("metric:") and k not in timing
+    }
+
+
+def test_no_test_row_reaches_the_teacher_training_transfer_or_any_trial(
+    tmp_path: Path,
+) -> None:
+    """Two datasets that differ only in the test rows' texts train the same teacher, give
+    the same training logits and the same trial values, parameters and intermediate values:
+    nothing the search sees depends on a test row. Only the end-of-study test scores move."""
+    import torch
+
+    from distill._sources import _load_rotten_tomatoes
+    from distill.config import DataConfig
+    from distill.context import prepare_context
+    from distill.data import load_dataset
+    from search.objective import build_run_config
+
+    texts, ids, names = _load_rotten_tomatoes()
+    seen: set[str] = set()
+    rows: list[tuple[str, str]] = []
+    for text, y in zip(texts, ids, strict=True):
+        if text not in seen and len(rows) < 240:
+            seen.add(text)
+            rows.append((text, names[y]))
+    a_csv = _corpus_csv(tmp_path / "a.csv", rows)
+    data = {"test_fraction": 0.25, "max_train": None, "max_eval": None, "max_test": None}
+    split_a = load_dataset(DataConfig(source=f"csv:{a_csv}", **data))  # type: ignore[arg-type]
+    held = {e.text for e in split_a.test}
+    assert len(held) == 60
+    b_rows = [
+        (f"an unrelated held-out sentence, number {i}" if t in held else t, y)
+        for i, (t, y) in enumerate(rows)
+    ]
+    b_csv = _corpus_csv(tmp_path / "b.csv", b_rows)
+    split_b = load_dataset(DataConfig(source=f"csv:{b_csv}", **data))  # type: ignore[arg-type]
+    assert split_b.train == split_a.train and split_b.eval == split_a.eval
+    assert not ({e.text for e in split_b.test} & held)
+
+    def study(csv_path: Path, tag: str) -> tuple[Any, Any, Any]:
+        spec = tiny_spec(
+            data={"source": f"csv:{csv_path}", **data, "max_length": 48, "augment": {"copies": 1}},
+            teacher={"model": "builtin:minilm-l6", "recipe": {"epochs": 1, "batch_size": 16}},
+            n_trials=2,
+        )
+        url = f"sqlite:///{tmp_path / f'{tag}.db'}"
+        name = run_study(spec, url, str(tmp_path / f"art-{tag}"))
+        run = registry.get(make_engine(url), name)
+        assert run is not None and run.status == "completed", run
+        ctx = prepare_context(build_run_config(spec, {}))  # the cached teacher and logits
+        return _load(url, name).get_trials(), run.results, ctx
+
+    trials_a, final_a, ctx_a = study(a_csv, "a")
+    trials_b, final_b, ctx_b = study(b_csv, "b")
+    # the teacher was fine-tuned twice (its cache key holds the data) into the same weights
+    sa_, sb_ = ctx_a.teacher.module.state_dict(), ctx_b.teacher.module.state_dict()
+    assert sa_.keys() == sb_.keys() and all(torch.equal(sa_[k], sb_[k]) for k in sa_)
+    assert torch.equal(ctx_a.teacher_outputs.train_logits, ctx_b.teacher_outputs.train_logits)
+    rows_a, logits_a = ctx_a.training_rows(1)
+    rows_b, logits_b = ctx_b.training_rows(1)
+    assert rows_a.input_ids == rows_b.input_ids and torch.equal(logits_a, logits_b)
+    # every value the sampler and pruner see is the same
+    timing = {"metric:latency_ms", "metric:speedup_vs_teacher", "train_seconds"}
+    for ta, tb in zip(trials_a, trials_b, strict=True):
+        assert ta.params == tb.params and ta.values == tb.values
+        assert ta.intermediate_values == tb.intermediate_values
+        assert _visible(ta, timing) == _visible(tb, timing) != {}
+    # the end-of-study scores are where the test rows show up
+    assert final_a["test"] != final_b["test"]
+    # transfer text never holds a test row, even when the transfer file does
+    transfer = _corpus_csv(tmp_path / "transfer.csv", [(t, "") for t in [*held, "fresh text"]])
+    spec = tiny_spec(
+        data={"source": f"csv:{a_csv}", **data, "max_length": 48, "transfer": f"csv:{transfer}"},
+        teacher={"model": "builtin:minilm-l6", "recipe": {"epochs": 1, "batch_size": 16}},
+    )
+    ctx = prepare_context(build_run_config(spec, {}))
+    assert ctx.transfer_texts == ["fresh text"]
+    assert not ({t for t in ctx._augmented_copies(2)[1].texts()} & held)
