@@ -44,7 +44,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# tests/faults (kill -9, PostgreSQL restarts, ...) run with `make faults`, not in CI.
+# tests/faults (kill -9, PostgreSQL restarts, a full disk, ...) run with `make faults`
+# (CI runs it after `make test`).
 pytest: $(STAMP) browser
 	$(BIN)/pytest -q -m "not faults" $(PYTEST_ARGS)
 

@@ -67,9 +67,9 @@ class ArtifactStoreError(KDSearchError):
     """The artifact store refused a write (permissions, a full disk, ...)."""
 
 
-def store_failure(exc: OSError, name: str) -> ArtifactStoreError:
+def store_failure(exc: OSError, name: str, store: Any = None) -> ArtifactStoreError:
     """A trial error that names the artifact folder and what to do about it."""
-    return ArtifactStoreError(f"{name} was not stored: {_what_failed(exc)}")
+    return ArtifactStoreError(f"{name} was not stored: {_what_failed(exc, store)}")
 
 
 def probe_writable(store: Any) -> None:
@@ -80,11 +80,12 @@ def probe_writable(store: Any) -> None:
         store.write(probe, io.BytesIO(b"kdsearch"))
         store.remove(probe)
     except OSError as exc:
-        raise ArtifactStoreError(f"the trial was not started: {_what_failed(exc)}") from exc
+        raise ArtifactStoreError(f"the trial was not started: {_what_failed(exc, store)}") from exc
 
 
-def _what_failed(exc: OSError) -> str:
-    where = str(Path(exc.filename).parent) if exc.filename else "the artifact store"
+def _what_failed(exc: OSError, store: Any = None) -> str:
+    base = getattr(store, "_base_path", None)  # FileSystemArtifactStore's folder
+    where = str(Path(exc.filename).parent) if exc.filename else str(base or "the artifact store")
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         what = f"the artifact directory {where} is not writable ({reason}): make it writable"
@@ -96,15 +97,34 @@ def _what_failed(exc: OSError) -> str:
     return what
 
 
+class _NoHalfWrites:
+    """The store, except that a write that fails (a full disk) removes what it left, so no
+    half-written artifact stays behind to fill the disk further or be mistaken for one."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def write(self, artifact_id: str, content_body: Any) -> None:
+        try:
+            self._store.write(artifact_id, content_body)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._store.remove(artifact_id)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def upload(
     store: Any, engine: Engine, trial: optuna.Trial, path: Path, kind: str, name: str
 ) -> str:
     try:
         artifact_id = upload_artifact(
-            artifact_store=store, file_path=str(path), study_or_trial=trial
+            artifact_store=_NoHalfWrites(store), file_path=str(path), study_or_trial=trial
         )
     except OSError as exc:
-        raise store_failure(exc, name) from exc
+        raise store_failure(exc, name, store) from exc
     registry.record_artifact(
         engine,
         trial.study.study_name,

@@ -177,6 +177,27 @@ def test_recommended_trial(trials: list[FrozenTrial], expected: int | None) -> N
     assert (got.number if got is not None else None) == expected
 
 
+def test_the_final_choice_overrides_the_rule() -> None:
+    trials = [make(0, 0.9, 0.1), make(1, 0.8, 0.1), make(2, 0.7, 0.1)]
+    assert recommended_trial(trials, {"recommended": 1}).number == 1  # type: ignore[union-attr]
+    # no final choice (the study has not ended, or nothing qualified): THE RULE
+    assert recommended_trial(trials, {"recommended": None}).number == 0  # type: ignore[union-attr]
+    assert recommended_trial(trials, None).number == 0  # type: ignore[union-attr]
+
+
+def test_confirmed_means_rank_by_the_rule() -> None:
+    from search.final import _confirmed_key
+
+    means = {
+        3: {"accuracy": 0.80, "conf_sigma": 0.2},
+        5: {"accuracy": 0.82, "conf_sigma": 0.3},
+        7: {"accuracy": 0.82, "conf_sigma": 0.1},
+        8: {"conf_sigma": 0.01},
+    }
+    order = sorted(means, key=lambda n: _confirmed_key(n, means[n]))
+    assert order == [7, 5, 3, 8]
+
+
 # --------------------------------------------------------------------------- rows
 
 
@@ -193,8 +214,22 @@ def test_trial_row() -> None:
         "feasible": False,
         "duration_s": row["duration_s"],
         "error": None,
+        "test": None,
+        "confirmed": None,
+        "intervals": None,
     }
     assert isinstance(row["duration_s"], float) and row["duration_s"] >= 0.0
+    # the study's final results fill in this trial's test metrics and confirmation only
+    final = {
+        "test": {"3": {"accuracy": 0.75}, "4": {"accuracy": 0.7}},
+        "confirmed": {"3": {"seeds": [1, 2], "mean": {"accuracy": 0.78}}},
+        "intervals": {"3": {"accuracy": {"low": 0.7, "high": 0.8}}},
+    }
+    with_final = trial_row(trial, {3}, final)
+    assert with_final["test"] == {"accuracy": 0.75}
+    assert with_final["confirmed"] == {"seeds": [1, 2], "mean": {"accuracy": 0.78}}
+    assert with_final["intervals"] == {"accuracy": {"low": 0.7, "high": 0.8}}
+    assert trial_row(make(9, 0.5, 0.1), set(), final)["test"] is None
     failed = make(4, state=TrialState.FAIL, extra={"error": "CUDA out of memory"})
     assert trial_row(failed, {3})["error"] == "CUDA out of memory"
     assert trial_row(failed, {3})["pareto"] is False

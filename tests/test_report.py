@@ -124,17 +124,34 @@ def test_cli_report_holds_the_leaderboard_verdict_and_images(
     for t in complete:
         assert f"{_metric(t, 'accuracy'):.4g}" in html
 
-    # the verdict agrees with the numbers
-    sigma = _metric(best, "conf_sigma")
+    # the verdict judges the held-out test numbers of the pick, its validation ones beside
+    run = registry.get(make_engine(studied.url), SID)
+    assert run is not None and run.results is not None
+    test = run.results["test"][str(best.number)]
+    sigma = test["conf_sigma"]
     if sigma <= KAPPA:
         assert 'class="verdict v-preserved"' in html
         assert (
-            f"Confidence is preserved: the recommended trial {best.number} has conf_sigma = "
-            f"{sigma:.4f} ≤ κ = {KAPPA:g}." in html
+            f"Confidence is preserved on held-out test data: the recommended trial "
+            f"{best.number} has conf_sigma = {sigma:.4f} ≤ κ = {KAPPA:g}." in html
         )
         assert "NOT preserved" not in html
-    else:  # pragma: no cover - the constraint makes the pick meet kappa
-        assert "Confidence is NOT preserved" in html
+    else:
+        assert 'class="verdict v-not_preserved"' in html
+        assert (
+            f"Confidence is NOT preserved on held-out test data: the recommended trial "
+            f"{best.number} has conf_sigma = {sigma:.4f} &gt; κ = {KAPPA:g}." in html
+        )
+    ci = run.results["intervals"][str(best.number)]
+    assert (
+        f"Judged on the {run.results['n_test_rows']} held-out test rows: accuracy "
+        f"{test['accuracy']:.4f} (95% CI {ci['accuracy']['low']:.4f}–"
+        f"{ci['accuracy']['high']:.4f}), conf_sigma {sigma:.4f}" in html
+    )
+    assert f"where the search selected it: accuracy {_metric(best, 'accuracy'):.4f}" in html
+    # test columns: the pick's row and its metrics table hold its test numbers
+    assert "<th>test:accuracy</th>" in html and "<th>test (this run)</th>" in html
+    assert f"{test['accuracy']:.4g}" in html
     within = sum(_metric(t, "conf_sigma") <= KAPPA for t in complete)
     assert f"{within} of 3 completed trials meet the study&#x27;s constraints" in html
     teacher = _metric(best, "teacher_accuracy")
@@ -193,14 +210,18 @@ def test_a_tighter_kappa_turns_the_verdict(studied: Studied) -> None:
     store = make_artifact_store(str(studied.art))
     best = recommended_trial(studied.trials)
     assert best is not None
+    run = registry.get(engine, SID)
+    assert run is not None and run.results is not None
+    test_sigma = run.results["test"][str(best.number)]["conf_sigma"]
     sigmas = sorted(
-        _metric(t, "conf_sigma") for t in studied.trials if t.state == TrialState.COMPLETE
+        [_metric(t, "conf_sigma") for t in studied.trials if t.state == TrialState.COMPLETE]
+        + [test_sigma]
     )
     tight = build_report(studied.study, engine, store, kappa=sigmas[0] / 2)
     assert tight.kappa_source == "override" and tight.verdict.state == "not_preserved"
     assert tight.verdict.headline == (
-        f"Confidence is NOT preserved: the recommended trial {best.number} has conf_sigma = "
-        f"{_metric(best, 'conf_sigma'):.4f} > κ = {sigmas[0] / 2:g}."
+        f"Confidence is NOT preserved on held-out test data: the recommended trial "
+        f"{best.number} has conf_sigma = {test_sigma:.4f} > κ = {sigmas[0] / 2:g}."
     )
     assert f"No completed trial has conf_sigma ≤ κ = {sigmas[0] / 2:g}." in tight.verdict.details
     assert "Confidence is NOT preserved" in render_report(tight)
