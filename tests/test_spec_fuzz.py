@@ -152,3 +152,89 @@ def test_over_http_a_spec_is_accepted_exactly_when_valid_else_a_422_naming_a_fie
     detail = r.json()["detail"]
     text = detail if isinstance(detail, str) else json.dumps(detail)
     assert "search_space" in text, text
+
+
+# --------------------------------------------------------------------------- beyond the space
+
+
+def _section(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional=fields)  # type: ignore[arg-type]
+
+
+SECTIONS = _section(
+    data=_section(
+        test_fraction=NUMBERS,
+        eval_fraction=NUMBERS,
+        max_test=NUMBERS,
+        max_length=NUMBERS,
+        source=st.sampled_from(["builtin:rotten_tomatoes", "builtin:vader_tweets", "ftp:x"]),
+    ),
+    metrics=_section(reference_class=NUMBERS, ece_bins=NUMBERS, latency_repeats=NUMBERS),
+    confirm=_section(seeds=NUMBERS, top_k=NUMBERS),
+    keep=_section(policy=st.sampled_from(["pareto", "top_k", "all"]), k=NUMBERS),
+    pruner=_section(name=st.sampled_from(["median", "hyperband", "none", "patient"])),
+    student=_section(num_layers=NUMBERS, family=st.sampled_from(["transformer", "bilstm", "rnn"])),
+    sampler=st.sampled_from(["tpe", "nsga2", "random", "gp", "cmaes"]),
+    n_trials=NUMBERS,
+)
+
+
+def _merged(overrides: dict[str, Any]) -> dict[str, Any]:
+    body = tiny_spec().model_dump(mode="json")
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key] = {**body[key], **value}
+        else:
+            body[key] = value
+    return body
+
+
+@settings(
+    max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(overrides=SECTIONS, seed=st.integers(0, 1000))
+def test_fuzzed_sections_accepted_only_when_every_trial_config_is(
+    overrides: dict[str, Any], seed: int
+) -> None:
+    """Data, metrics, confirmation, keep, pruner, student, sampler and budget fuzzed: an
+    accepted spec yields engine-valid configs at every corner; a refusal names its field."""
+    from search.final import plan
+
+    body = _merged(overrides)
+    try:
+        spec = StudySpec.model_validate(body)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err["loc"])
+            assert where or any(k in str(err["msg"]) for k in overrides), exc
+        return
+    rng = random.Random(seed)
+    build_run_config(spec, {})
+    for values in _trial_values(spec, rng):
+        build_run_config(spec, values)
+    assert spec.confirm.seeds_for(spec.n_trials) >= 0
+    assert plan(spec, [], []) == []  # the study's end plans from the trials it has
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(overrides=SECTIONS)
+def test_over_http_fuzzed_sections_are_201_exactly_when_valid_else_422_naming_a_field(
+    api: Server, overrides: dict[str, Any]
+) -> None:
+    body = _merged(overrides)
+    try:
+        StudySpec.model_validate(body)
+        valid = True
+    except ValidationError:
+        valid = False
+    with api.client() as c:
+        r = c.post("/v1/studies", json=body)
+    if valid:
+        assert r.status_code in (201, 422), r.text
+        if r.status_code == 422:  # the server's own limits (e.g. its max n_trials)
+            assert "n_trials" in r.text or "exceeds" in r.text, r.text
+        return
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    text = detail if isinstance(detail, str) else json.dumps(detail)
+    assert any(key in text for key in overrides), text
