@@ -66,6 +66,12 @@ def format_progress(detail: dict[str, Any], elapsed: float) -> str:
     note = ""
     if status in ("queued", "running") and done == 0:
         note = "  (the worker fine-tunes the teacher first, unless cached)"
+    ending = detail.get("end_jobs") or {}
+    if ending.get("total") and status in ("queued", "running"):
+        note = (
+            f"  then test scoring / confirmation: {ending.get('done', 0)}/{ending['total']} "
+            "jobs done"
+        )
     return (
         f"{status:<9} {done}/{total} trials done ({complete} complete, {pruned} pruned, "
         f"{failed} failed, {running} running)  elapsed {fmt_duration(elapsed)}{note}"
@@ -83,10 +89,21 @@ def _num(value: Any, digits: int = 4) -> str:
 
 def format_leaderboard(rows: Sequence[dict[str, Any]], limit: int = 10) -> str:
     """A text table of leaderboard rows (as served by GET /v1/studies/{id}/trials)."""
-    header = ("#", "state", "accuracy", "conf_sigma", "ece_gap", "pareto", "feasible")
+    header = (
+        "#",
+        "state",
+        "accuracy",
+        "conf_sigma",
+        "ece_gap",
+        "test:accuracy",
+        "test:conf_sigma",
+        "pareto",
+        "feasible",
+    )
     lines = [header]
     for r in list(rows)[:limit]:
         m = r.get("metrics") or {}
+        t = r.get("test") or {}
         lines.append(
             (
                 str(r.get("number", "?")),
@@ -94,6 +111,8 @@ def format_leaderboard(rows: Sequence[dict[str, Any]], limit: int = 10) -> str:
                 _num(m.get("accuracy")),
                 _num(m.get("conf_sigma")),
                 _num(m.get("ece_gap")),
+                _num(t.get("accuracy")),
+                _num(t.get("conf_sigma")),
                 "yes" if r.get("pareto") else "",
                 "yes" if r.get("feasible") else "no",
             )
@@ -104,6 +123,37 @@ def format_leaderboard(rows: Sequence[dict[str, Any]], limit: int = 10) -> str:
     if not rows:
         out.append("(no trials)")
     return "\n".join(line.rstrip() for line in out)
+
+
+def format_recommended(best: dict[str, Any]) -> list[str]:
+    """Validation, held-out test and confirmed numbers of the recommended trial."""
+    metrics = ("accuracy", "conf_sigma")
+
+    def pairs(values: dict[str, Any], std: dict[str, Any] | None = None) -> str:
+        out = []
+        for k in metrics:
+            text = f"{k}={_num(values.get(k))}"
+            if std is not None and std.get(k) is not None:
+                text += f"±{_num(std.get(k))}"
+            out.append(text)
+        return "  ".join(out)
+
+    lines = [f"validation (selected on):  {pairs(best.get('metrics') or {})}"]
+    test = best.get("test_metrics")
+    if test:
+        lines.append(f"held-out test (this run):  {pairs(test)}")
+    confirmed = best.get("confirmed") or {}
+    if confirmed.get("test_mean"):
+        n = len(confirmed.get("seeds") or [])
+        mean = pairs(confirmed["test_mean"], confirmed.get("test_std"))
+        lines.append(f"test, {n} fresh seeds:      {mean}")
+        ci = confirmed.get("ci") or {}
+        if ci:
+            lines.append(
+                "95% CI (test rows):        "
+                + "  ".join(f"{k} [{_num(v['low'])}, {_num(v['high'])}]" for k, v in ci.items())
+            )
+    return lines
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -368,12 +418,13 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"study {study_id} completed but no trial meets the constraints "
                     f"{spec.get('constraints')}: nothing to recommend"
                 )
-            m = best.get("metrics") or {}
             print(
-                f"\nrecommended: trial {best['number']}  accuracy={_num(m.get('accuracy'))}  "
-                f"conf_sigma={_num(m.get('conf_sigma'))}\n  params: "
+                f"\nrecommended: trial {best['number']} (chosen on "
+                f"{best.get('chosen_by', 'validation')})\n  params: "
                 f"{format_params(best.get('params') or {})}"
             )
+            for line in format_recommended(best):
+                print(f"  {line}")
 
             resp = _check(client.get(f"/v1/studies/{study_id}/checkpoint"), "GET checkpoint")
             digest = verify_checksum(resp.content, resp.headers.get("X-Checksum-SHA256"))

@@ -18,6 +18,7 @@ from service.demo import (
     format_leaderboard,
     format_params,
     format_progress,
+    format_recommended,
     verify_checksum,
 )
 
@@ -55,6 +56,8 @@ def test_progress_line() -> None:
     assert "elapsed 1m23s" in line and "\n" not in line
     first = format_progress({"status": "queued", "n_trials": 5, "trials": {}}, 5)
     assert "0/5" in first and "teacher" in first
+    ending = dict(detail, end_jobs={"total": 4, "done": 1})
+    assert "test scoring / confirmation: 1/4 jobs done" in format_progress(ending, 1)
     assert fmt_duration(0) == "0m00s" and fmt_duration(3599.9) == "59m59s"
 
 
@@ -64,6 +67,7 @@ def test_leaderboard_table() -> None:
             "number": 3,
             "state": "COMPLETE",
             "metrics": {"accuracy": 0.72, "conf_sigma": 0.0634, "ece_gap": None},
+            "test": {"accuracy": 0.7, "conf_sigma": 0.07},
             "pareto": True,
             "feasible": True,
         },
@@ -76,14 +80,53 @@ def test_leaderboard_table() -> None:
         "accuracy",
         "conf_sigma",
         "ece_gap",
+        "test:accuracy",
+        "test:conf_sigma",
         "pareto",
         "feasible",
     ]
-    assert lines[2].split() == ["3", "COMPLETE", "0.7200", "0.0634", "-", "yes", "yes"]
-    assert lines[3].split() == ["1", "PRUNED", "-", "-", "-", "no"]
+    assert lines[2].split() == [
+        "3",
+        "COMPLETE",
+        "0.7200",
+        "0.0634",
+        "-",
+        "0.7000",
+        "0.0700",
+        "yes",
+        "yes",
+    ]
+    assert lines[3].split() == ["1", "PRUNED", "-", "-", "-", "-", "-", "no"]
     assert len(format_leaderboard(rows * 10, limit=4).splitlines()) == 2 + 4
     assert "(no trials)" in format_leaderboard([])
     assert format_params({"lr": 0.000230612, "epochs": 1}) == "epochs=1, lr=0.0002306"
+
+
+def test_recommended_lines_show_validation_test_and_confirmation() -> None:
+    best = {
+        "metrics": {"accuracy": 0.72, "conf_sigma": 0.0634},
+        "test_metrics": {"accuracy": 0.7, "conf_sigma": 0.071},
+        "confirmed": {
+            "seeds": [1, 2],
+            "test_mean": {"accuracy": 0.69, "conf_sigma": 0.075},
+            "test_std": {"accuracy": 0.01, "conf_sigma": 0.004},
+            "ci": {"accuracy": {"low": 0.66, "high": 0.72}},
+        },
+    }
+    lines = format_recommended(best)
+    assert lines[0].split() == [
+        "validation",
+        "(selected",
+        "on):",
+        "accuracy=0.7200",
+        "conf_sigma=0.0634",
+    ]
+    assert lines[1].endswith("accuracy=0.7000  conf_sigma=0.0710")
+    assert lines[2].endswith("accuracy=0.6900±0.0100  conf_sigma=0.0750±0.0040")
+    assert lines[3].endswith("accuracy [0.6600, 0.7200]")
+    assert format_recommended({"metrics": {}}) == [
+        "validation (selected on):  accuracy=-  conf_sigma=-"
+    ]
 
 
 def test_checksum_and_extract(tmp_path: Path) -> None:
