@@ -309,6 +309,9 @@ class Worker:
                 return True
         worked = False
         while ctx is not None and not self.stopping:
+            now_run = registry.get(self.engine, name)
+            if now_run is None or now_run.status not in registry.ACTIVE:  # cancelled
+                return worked
             job = jobs.claim(self.engine, name, self.worker_id, self.options.grace_period)
             if job is None:
                 break

@@ -18,6 +18,7 @@ import optuna
 import pytest
 import uvicorn
 
+from distill.metrics import METRIC_KEYS
 from search import registry
 from search.storage import make_engine, make_storage
 from service.app import create_app
@@ -398,7 +399,7 @@ def test_open_mode_accepts_requests_without_a_key(tmp_path: Path) -> None:
 def test_the_whole_walk(server: Server, tiny_ctx) -> None:  # type: ignore[no-untyped-def]
     from search.runner import run_study
 
-    spec = _spec(keep={"policy": "top_k", "k": 1})
+    spec = _spec(keep={"policy": "top_k", "k": 1}, confirm={"seeds": 1})
     with server.client("alice") as c:
         r = c.post("/v1/studies", json=spec)
         assert r.status_code == 201, r.text
@@ -426,6 +427,14 @@ def test_the_whole_walk(server: Server, tiny_ctx) -> None:  # type: ignore[no-un
         assert set(best["params"]) == {"temperature", "alpha", "lr"}
         front = {p["number"] for p in study["pareto_front"]}
         assert best["number"] in front or len(front) >= 1
+        # the study's end: the pick scored on the held-out test rows, and re-run with seed 1
+        assert set(best["test_metrics"]) == set(METRIC_KEYS)
+        assert best["confirmed"]["seeds"] == [1]
+        assert best["chosen_by"] == "confirmed validation means"
+        assert 0.0 <= best["confirmed"]["test_mean"]["accuracy"] <= 1.0
+        assert set(best["confirmed"]["ci"]) == {"accuracy", "conf_sigma"}
+        ends = study["end_jobs"]
+        assert ends["done"] == ends["total"] >= 2 and ends["failed"] == 0
 
         board = c.get(f"/v1/studies/{sid}/trials?sort=accuracy&order=desc").json()
         assert board["total"] == 2
@@ -439,6 +448,10 @@ def test_the_whole_walk(server: Server, tiny_ctx) -> None:  # type: ignore[no-un
             assert row["values"] == [row["metrics"]["accuracy"], row["metrics"]["conf_sigma"]]
         asc = c.get(f"/v1/studies/{sid}/trials?sort=accuracy&order=asc&limit=1").json()
         assert asc["total"] == 2 and [r["number"] for r in asc["items"]] == [rows[-1]["number"]]
+        mine = next(r for r in rows if r["number"] == best["number"])
+        assert mine["test"] == best["test_metrics"] and mine["confirmed"] == best["confirmed"]
+        by_test = c.get(f"/v1/studies/{sid}/trials?sort=test:accuracy").json()["items"]
+        assert by_test[0]["test"] is not None
         assert c.get(f"/v1/studies/{sid}/trials?state=FAIL").json()["total"] == 0
 
         detail = c.get(f"/v1/studies/{sid}/trials/{best['number']}").json()
@@ -455,6 +468,7 @@ def test_the_whole_walk(server: Server, tiny_ctx) -> None:  # type: ignore[no-un
         assert ck.status_code == 200, ck.text
         assert ck.headers["content-type"] == "application/gzip"
         assert f'filename="{sid}-trial{best["number"]}.tar.gz"' in ck.headers["content-disposition"]
+        assert ck.headers["x-trial-number"] == str(best["number"])  # the confirmed pick
         assert hashlib.sha256(ck.content).hexdigest() == ck.headers["x-checksum-sha256"]
         other = 1 - best["number"]  # top_k=1: the other trial's checkpoint was deleted
         r = c.get(f"/v1/studies/{sid}/checkpoint?trial={other}")
