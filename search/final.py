@@ -43,6 +43,8 @@ from .leaderboard import number_or_none, pareto_front, recommendation_key, recom
 from .spec import StudySpec
 
 CHECKPOINT = "checkpoint.tar.gz"
+# the final results are also a study user attribute, so optuna-dashboard shows them
+RESULTS_ATTR = "kdsearch:final_results"
 
 
 class FinalJobError(KDSearchError):

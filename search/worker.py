@@ -9,6 +9,7 @@ worker (``SlotReleasingRetry``), and its slot returns to the budget.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -325,6 +326,8 @@ class Worker:
         results["jobs"] = left
         results["not_scored"] = final.not_scored(spec, trials, study.directions, kept)
         registry.set_results(self.engine, name, results)
+        with contextlib.suppress(Exception):  # for optuna-dashboard; the registry is the record
+            study.set_user_attr(final.RESULTS_ATTR, results)
         if registry.set_status(self.engine, name, "completed"):
             log.info("study %s: completed; recommended trial %s", name, results["recommended"])
         return worked

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from distill.metrics import METRIC_KEYS, conf_sigma
 from search import jobs, registry
 from search.bootstrap import bootstrap_metrics
-from search.final import _confirmed_key
+from search.final import RESULTS_ATTR, _confirmed_key
 from search.leaderboard import leaderboard, pareto_front, recommended_trial
 from search.runner import run_study
 from search.storage import make_engine, make_storage
@@ -171,6 +171,7 @@ def test_study_end_scores_winners_on_test_and_confirms_with_fresh_seeds(  # type
     assert all(t.state == TrialState.COMPLETE for t in trials)
     final = run.results
     assert final is not None
+    assert study.user_attrs[RESULTS_ATTR] == final  # optuna-dashboard shows it
     original = recommended_trial(trials)
     assert original is not None and final["recommended_before_confirmation"] == original.number
     front = sorted(t.number for t in pareto_front(trials, study.directions))
