@@ -186,7 +186,8 @@ class DistillConfig(_Strict):
 
     Prediction loss: ``(1 - alpha) * soft_loss(T) + alpha * hard_ce``.
     Intermediate loss: ``hidden_weight * hidden_mse + attention_weight * attention_mse
-    + embedding_weight * embedding_mse`` over the mapped layers.
+    + embedding_weight * embedding_mse + pkd_weight * pkd_loss`` over the mapped layers
+    (PKD's loss over the intermediate ones: student layers 1..M-1).
     In ``two_stage`` mode stage 1 trains only the intermediate loss and stage 2 only the
     prediction loss (TinyBERT); intermediate weights default to 1 there and 0 in
     ``one_stage``.
@@ -201,6 +202,8 @@ class DistillConfig(_Strict):
     hidden_weight: float | None = Field(default=None, ge=0)
     attention_weight: float | None = Field(default=None, ge=0)
     embedding_weight: float | None = Field(default=None, ge=0)
+    # PKD's patient loss (beta): normalised [CLS] distance at the mapped intermediate layers
+    pkd_weight: float = Field(default=0.0, ge=0)
     layer_mapping: str | list[int] = "uniform"
 
     @field_validator("layer_mapping")
@@ -226,18 +229,18 @@ class DistillConfig(_Strict):
             self.attention_weight = default
         if self.embedding_weight is None:
             self.embedding_weight = default
-        if self.mode == "two_stage" and not (
-            self.hidden_weight or self.attention_weight or self.embedding_weight
-        ):
+        if self.mode == "two_stage" and not self.uses_intermediate:
             raise ValueError(
                 "distill.mode 'two_stage' needs an intermediate loss: set hidden_weight, "
-                "attention_weight or embedding_weight above 0"
+                "attention_weight, embedding_weight or pkd_weight above 0"
             )
         return self
 
     @property
     def uses_intermediate(self) -> bool:
-        return bool(self.hidden_weight or self.attention_weight or self.embedding_weight)
+        return bool(
+            self.hidden_weight or self.attention_weight or self.embedding_weight or self.pkd_weight
+        )
 
 
 class TrainConfig(_Strict):

@@ -151,6 +151,31 @@ def hidden_mse(
     return masked_mse(projected, teacher_hidden, attention_mask.bool())
 
 
+def pkd_loss(
+    student_cls: list[torch.Tensor],
+    teacher_cls: list[torch.Tensor],
+    projection: torch.nn.Module | None = None,
+) -> torch.Tensor:
+    """PKD's patient loss (Sun et al. 2019): for each mapped layer pair, the squared L2
+    distance between the L2-normalised [CLS] vectors of student and teacher, summed over
+    the pairs and averaged over the batch.
+
+    Each tensor is (batch, width) (the [CLS] hidden state of one layer); the student's go
+    through ``projection`` first when the widths differ. No pair: zero.
+    """
+    if len(student_cls) != len(teacher_cls):
+        raise ValueError(f"{len(student_cls)} student layers but {len(teacher_cls)} teacher")
+    if not student_cls:
+        return torch.zeros(())
+    total = torch.zeros((), device=student_cls[0].device)
+    for s, t in zip(student_cls, teacher_cls, strict=True):
+        s = projection(s) if projection is not None else s
+        s_n = F.normalize(s.float(), p=2.0, dim=-1)
+        t_n = F.normalize(t.float(), p=2.0, dim=-1)
+        total = total + ((s_n - t_n) ** 2).sum(-1).mean()
+    return total
+
+
 def embedding_mse(
     student_embeddings: torch.Tensor,
     teacher_embeddings: torch.Tensor,

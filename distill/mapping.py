@@ -45,6 +45,20 @@ def first(student_layers: int, teacher_layers: int) -> list[int]:
     return list(range(1, student_layers + 1))
 
 
+@register_mapping("pkd_skip")
+def pkd_skip(student_layers: int, teacher_layers: int) -> list[int]:
+    """PKD-Skip (Sun et al. 2019): student layer m < M learns from every k-th teacher layer,
+    g(m) = k*m with k = floor(N/M); the last student layer from the last teacher layer."""
+    k = max(1, teacher_layers // student_layers)
+    return [k * m for m in range(1, student_layers)] + [teacher_layers]
+
+
+@register_mapping("pkd_last")
+def pkd_last(student_layers: int, teacher_layers: int) -> list[int]:
+    """PKD-Last (Sun et al. 2019): the student learns from the teacher's last M layers."""
+    return last(student_layers, teacher_layers)
+
+
 def resolve_mapping(
     mapping: str | Sequence[int], student_layers: int, teacher_layers: int
 ) -> list[int]:

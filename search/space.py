@@ -36,6 +36,7 @@ _TRANSFORMER_ONLY = {
     "hidden_weight",
     "attention_weight",
     "embedding_weight",
+    "pkd_weight",
     "layer_mapping",
     "mode",
     "stage1_lr",
@@ -57,7 +58,10 @@ _BASE_PARAMS: dict[str, ParamDef] = {
     "hidden_weight": ParamDef("float", ("distill", "hidden_weight"), "hidden-state MSE weight"),
     "attention_weight": ParamDef("float", ("distill", "attention_weight"), "attention MSE weight"),
     "embedding_weight": ParamDef("float", ("distill", "embedding_weight"), "embedding MSE weight"),
-    "layer_mapping": ParamDef("categorical", ("distill", "layer_mapping"), "uniform/last/first"),
+    "pkd_weight": ParamDef("float", ("distill", "pkd_weight"), "PKD patient loss weight (beta)"),
+    "layer_mapping": ParamDef(
+        "categorical", ("distill", "layer_mapping"), "uniform/last/first/pkd_skip/pkd_last"
+    ),
     "mode": ParamDef("categorical", ("distill", "mode"), "one_stage or two_stage"),
     "lr": ParamDef("float", ("train", "lr"), "one-stage learning rate"),
     "epochs": ParamDef("float", ("train", "epochs"), "one-stage epochs"),

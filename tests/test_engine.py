@@ -235,3 +235,44 @@ def test_cuda_device_without_cuda_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no CUDA device is visible"):
         resolve_device("cuda:0")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_pkd_loss_uses_the_intermediate_layers_of_its_mapping(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
+    """With pkd_weight alone, the method's loss is beta * PKD over student layers 1..M-1
+    against their mapped teacher layers (PKD-Skip: 2, 4), and a short run trains."""
+    from distill.batching import train_batches
+    from distill.families.base import HIDDEN_STATES
+    from distill.losses import pkd_loss
+    from distill.mapping import resolve_mapping
+    from distill.methods.base import StepInputs
+    from distill.methods.kd import KnowledgeDistillation
+    from distill.student import build_student
+
+    cfg = tiny_config(
+        student={"num_layers": 3},
+        distill={"pkd_weight": 2.5, "layer_mapping": "pkd_skip", "alpha": 0.5},
+        train={"epochs": 0.5},
+    )
+    assert cfg.distill.uses_intermediate
+    student, _ = build_student(
+        cfg.student, tiny_ctx.teacher, tiny_ctx.splits, cfg.distill.layer_mapping, 0
+    )
+    mapping = resolve_mapping("pkd_skip", 3, tiny_ctx.teacher.num_layers)
+    assert mapping == [2, 4, 6]
+    method = KnowledgeDistillation(cfg, student, tiny_ctx.teacher, mapping)
+    (stage,) = method.stages()
+    assert method.student_needs(stage) == {HIDDEN_STATES}
+    gen = torch.Generator().manual_seed(0)
+    batch = next(iter(train_batches(tiny_ctx.train, 8, tiny_ctx.pad_id, gen, False)))
+    s_out = student(batch.input_ids, batch.attention_mask, {HIDDEN_STATES})
+    with torch.no_grad():
+        t_out = tiny_ctx.teacher.module(batch.input_ids, batch.attention_mask, {HIDDEN_STATES})
+    step = StepInputs(batch, s_out, tiny_ctx.teacher_outputs.train_logits[batch.index], t_out)
+    expected = 2.5 * pkd_loss(
+        [s_out.hidden_states[1][:, 0], s_out.hidden_states[2][:, 0]],
+        [t_out.hidden_states[2][:, 0], t_out.hidden_states[4][:, 0]],
+    )
+    got = method._intermediate_loss(step)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6) and got.item() > 0
+    result = run_distillation(cfg, ctx=tiny_ctx)
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0

@@ -16,6 +16,7 @@ from distill.losses import (
     hidden_mse,
     kl_divergence,
     masked_mse,
+    pkd_loss,
     prediction_loss,
     soft_cross_entropy,
 )
@@ -113,6 +114,31 @@ def test_hidden_mse_through_projection_has_gradient() -> None:
     loss.backward()
     assert proj.linear.weight.grad is not None
     assert float(proj.linear.weight.grad.abs().sum()) > 0
+
+
+def test_pkd_loss_by_hand() -> None:
+    """Rows (3, 4) vs (4, 3): normalised (0.6, 0.8) vs (0.8, 0.6), squared distance 0.08;
+    rows (1, 0) vs (0, 2): (1, 0) vs (0, 1), distance 2. Mean over the batch 1.04 per
+    layer pair, summed over pairs."""
+    s = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    t = torch.tensor([[4.0, 3.0], [0.0, 2.0]])
+    assert pkd_loss([s], [t]).item() == pytest.approx(1.04)
+    assert pkd_loss([s, s], [t, t]).item() == pytest.approx(2.08)
+    assert pkd_loss([10 * s], [0.5 * t]).item() == pytest.approx(1.04)  # scale-free
+    assert pkd_loss([s], [s]).item() == pytest.approx(0.0)
+    assert pkd_loss([], []).item() == 0.0
+    # through a projection (student width 3 -> teacher width 2), with a gradient
+    proj = HiddenProjection(3, 2)
+    with torch.no_grad():
+        proj.linear.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+        proj.linear.bias.zero_()
+    wide = torch.tensor([[3.0, 4.0, 9.0], [1.0, 0.0, -5.0]], requires_grad=True)
+    loss = pkd_loss([wide], [t], proj)
+    assert loss.item() == pytest.approx(1.04)
+    loss.backward()
+    assert wide.grad is not None and proj.linear.weight.grad is not None
+    with pytest.raises(ValueError, match="2 student layers but 1 teacher"):
+        pkd_loss([s, s], [t])
 
 
 def test_attention_mse_excludes_masked_pairs() -> None:

@@ -12,7 +12,7 @@ from distill.mapping import available_mappings, resolve_mapping
 
 
 def test_registered_mappings() -> None:
-    assert available_mappings() == ["first", "last", "uniform"]
+    assert available_mappings() == ["first", "last", "pkd_last", "pkd_skip", "uniform"]
 
 
 @pytest.mark.parametrize(
@@ -25,6 +25,11 @@ def test_registered_mappings() -> None:
         ("uniform", 4, 6, [2, 3, 4, 6]),  # round(1.5)=2, 3, round(4.5)=4, 6
         ("last", 2, 6, [5, 6]),
         ("first", 3, 6, [1, 2, 3]),
+        ("pkd_skip", 3, 6, [2, 4, 6]),  # every k = 2nd teacher layer, then the last
+        ("pkd_skip", 4, 6, [1, 2, 3, 6]),  # k = floor(6/4) = 1 (uniform rounds: 2, 3, 4, 6)
+        ("pkd_skip", 6, 12, [2, 4, 6, 8, 10, 12]),  # the paper's BERT12 -> BERT6
+        ("pkd_last", 6, 12, [7, 8, 9, 10, 11, 12]),  # the paper's PKD-Last
+        ("pkd_last", 2, 6, [5, 6]),
         ([1, 6], 2, 6, [1, 6]),
     ],
 )

@@ -58,7 +58,8 @@ def test_minimal_spec_has_sensible_defaults() -> None:
         (
             {"search_space": {"layer_mapping": {"choices": ["uniform", "skip"]}}},
             "search_space.layer_mapping: the value 'skip' is not allowed (distill.layer_mapping:"
-            " Value error, unknown distill.layer_mapping 'skip': use one of first, last, uniform",
+            " Value error, unknown distill.layer_mapping 'skip': use one of first, last, "
+            "pkd_last, pkd_skip, uniform",
         ),
         (
             {"search_space": {"student_layers": {"low": 1, "high": 8}}},

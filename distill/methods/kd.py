@@ -1,4 +1,4 @@
-"""The ``kd`` method: prediction-layer KD plus TinyBERT's intermediate losses.
+"""The ``kd`` method: prediction-layer KD plus TinyBERT's and PKD's intermediate losses.
 
 Prediction loss: ``(1 - alpha) * soft_loss(T) + alpha * hard_ce`` (the hard term only over
 rows that have a label). Intermediate loss: ``hidden_weight * hidden_mse + attention_weight *
@@ -19,7 +19,7 @@ from torch import nn
 from ..attention import SCORES_IMPL
 from ..errors import ConfigError
 from ..families.base import ATTENTIONS, HIDDEN_STATES
-from ..losses import attention_mse, embedding_mse, hidden_mse, prediction_loss
+from ..losses import attention_mse, embedding_mse, hidden_mse, pkd_loss, prediction_loss
 from .base import DistillationMethod, Stage, StepInputs
 from .registry import register_method
 
@@ -52,7 +52,7 @@ class KnowledgeDistillation(DistillationMethod):
         needs: set[str] = set()
         if d.attention_weight:
             needs.add(ATTENTIONS)
-        if d.hidden_weight or d.embedding_weight:
+        if d.hidden_weight or d.embedding_weight or d.pkd_weight:
             needs.add(HIDDEN_STATES)
         self.intermediate_needs = frozenset(needs)
         self.projection: HiddenProjection | None = None
@@ -74,7 +74,7 @@ class KnowledgeDistillation(DistillationMethod):
     def check_config(cls, cfg: RunConfig, student_provides: frozenset[str]) -> None:
         d = cfg.distill
         wanted = {
-            HIDDEN_STATES: ("hidden_weight", "embedding_weight"),
+            HIDDEN_STATES: ("hidden_weight", "embedding_weight", "pkd_weight"),
             ATTENTIONS: ("attention_weight",),
         }
         for output, fields in wanted.items():
@@ -146,4 +146,14 @@ class KnowledgeDistillation(DistillationMethod):
             assert s_out.hidden_states is not None and t_out.hidden_states is not None
             e = embedding_mse(s_out.hidden_states[0], t_out.hidden_states[0], mask, self.projection)
             total = total + d.embedding_weight * e
+        if d.pkd_weight:
+            # PKD: the intermediate layers only (the last one is the prediction loss's)
+            assert s_out.hidden_states is not None and t_out.hidden_states is not None
+            pairs = list(enumerate(self.mapping, start=1))[:-1]
+            p = pkd_loss(
+                [s_out.hidden_states[m][:, 0] for m, _ in pairs],
+                [t_out.hidden_states[g][:, 0] for _, g in pairs],
+                self.projection,
+            )
+            total = total + d.pkd_weight * p
         return total
