@@ -194,6 +194,8 @@ class DistillConfig(_Strict):
     """
 
     method: str = "kd"
+    # each method's own settings by method name, e.g. {"theseus": {"p0": 0.5, "rate": 0.0}}
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     mode: Literal["one_stage", "two_stage"] = "one_stage"
     temperature: float = Field(default=2.0, gt=0, le=100)
     alpha: float = Field(default=0.5, ge=0, le=1)
@@ -295,11 +297,14 @@ class RunConfig(_Strict):
         """The method can run on this family (e.g. TinyBERT's losses need a transformer)."""
         from .families import get_family
         from .losses import get_soft_loss
-        from .methods import get_method
+        from .methods import get_method, method_options
 
         try:
             get_soft_loss(self.distill.soft_loss)
             family = get_family(self.student.family)
+            method_options(self.distill.method, self.distill.options.get(self.distill.method))
+            for name, raw in self.distill.options.items():
+                method_options(name, raw)
             get_method(self.distill.method).check_config(self, family.provides)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None

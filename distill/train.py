@@ -86,7 +86,7 @@ class Distiller:
     def loss(self, batch: Batch, stage: Stage) -> torch.Tensor:
         ctx, method = self.ctx, self.method
         with autocast(ctx.device, ctx.bf16):
-            s_out = self.student(batch.input_ids, batch.attention_mask, method.student_needs(stage))
+            s_out = method.forward(stage, self.student, batch, method.student_needs(stage))
             t_out = None
             t_needs = method.teacher_needs(stage)
             if t_needs:
@@ -127,6 +127,7 @@ class Distiller:
         params: list[nn.Module] = [self.student, *self.method.extra_modules()]
         self.student.train()
         for stage, budget in zip(stages, budgets, strict=True):
+            self.method.begin_stage(stage)
             optimizer, scheduler = make_optimizer(
                 params, stage.lr, t.weight_decay, t.warmup_ratio, budget
             )
@@ -145,7 +146,8 @@ class Distiller:
                     loss.backward()
                     loss_value = loss.detach().item()
                     torch.nn.utils.clip_grad_norm_(
-                        [p for m in params for p in m.parameters()], t.max_grad_norm
+                        [p for m in params for p in m.parameters() if p.requires_grad],
+                        t.max_grad_norm,
                     )
                     optimizer.step()
                     scheduler.step()

@@ -162,9 +162,11 @@ def trial_row(
 ) -> dict[str, Any]:
     """One leaderboard row (JSON-able when the params and metrics are)."""
     duration = trial.duration
+    config = trial.user_attrs.get("config") or {}
     return {
         "number": trial.number,
         "state": trial.state.name,
+        "method": (config.get("distill") or {}).get("method"),
         "params": dict(trial.params),
         "metrics": trial_metrics(trial),
         "values": list(trial.values) if trial.values is not None else None,

@@ -248,6 +248,7 @@ def _leaderboard(r: Report) -> str:
         "state",
         "Pareto",
         "feasible",
+        "method",
         "parameters",
         *LEADERBOARD_METRICS,
         *tests,
@@ -266,7 +267,7 @@ def _leaderboard(r: Report) -> str:
             f'<tr id="trial-{row["number"]}" class="{classes}"><td>{row["number"]}'
             f"{' ★' if row['number'] == rec else ''}</td><td>{e(row['state'])}</td>"
             f"<td>{'yes' if row['pareto'] else ''}</td><td>{feasible}</td>"
-            f"<td>{_params(row['params'])}</td>{cells}"
+            f"<td>{e(row.get('method') or '–')}</td><td>{_params(row['params'])}</td>{cells}"
             f'<td class="num">{fmt(row["duration_s"])}</td></tr>'
         )
         if row.get("error"):  # a row of its own, under the trial's

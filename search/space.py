@@ -28,6 +28,7 @@ class ParamDef:
     target: tuple[str, ...]  # where the value goes in the RunConfig dict
     help: str
     family: str | None = None  # sampled only in trials of this student family
+    method: str | None = None  # sampled only in trials of this distillation method
 
 
 TRANSFORMER = "transformer"
@@ -45,6 +46,8 @@ _TRANSFORMER_ONLY = {
     "stage2_epochs",
     "student_layers",
 }
+# The kd method's own loss settings (other methods train without them).
+_KD_ONLY = {"hidden_weight", "attention_weight", "embedding_weight", "pkd_weight", "mode"}
 # Training settings a family may override with ``<family>_<name>``.
 _FAMILY_OVERRIDES = {
     "lr": ParamDef("float", ("train", "lr"), "learning rate"),
@@ -94,9 +97,16 @@ def _option_kind(annotation: Any) -> Kind:
 
 def _all_params() -> dict[str, ParamDef]:
     from distill.families import available_families, option_fields
+    from distill.methods import available_methods, method_option_fields
 
     params = {
-        name: ParamDef(d.kind, d.target, d.help, TRANSFORMER if name in _TRANSFORMER_ONLY else None)
+        name: ParamDef(
+            d.kind,
+            d.target,
+            d.help,
+            TRANSFORMER if name in _TRANSFORMER_ONLY else None,
+            "kd" if name in _KD_ONLY else None,
+        )
         for name, d in _BASE_PARAMS.items()
     }
     for family in available_families():
@@ -111,6 +121,14 @@ def _all_params() -> dict[str, ParamDef]:
                 f"{family}: {info.description or field.replace('_', ' ')}",
                 family,
             )
+    for method in available_methods():
+        for field, info in method_option_fields(method).items():
+            params[f"{method}_{field}"] = ParamDef(
+                _option_kind(info.annotation),
+                ("distill", "options", method, field),
+                f"{method}: {info.description or field.replace('_', ' ')}",
+                method=method,
+            )
     return params
 
 
@@ -118,18 +136,26 @@ PARAMS: dict[str, ParamDef] = _all_params()
 
 
 def sample_params(
-    space: dict[str, ParamSpec], trial: optuna.Trial, default_family: str
+    space: dict[str, ParamSpec],
+    trial: optuna.Trial,
+    default_family: str,
+    default_method: str = "kd",
 ) -> dict[str, Any]:
-    """Sample one trial's values, define-by-run: the family first, then only the
-    parameters that apply to it (a family's own override beats the generic one)."""
+    """Sample one trial's values, define-by-run: the family and the method first, then only
+    the parameters that apply to them (a family's own override beats the generic one)."""
     values: dict[str, Any] = {}
-    family = default_family
+    family, method = default_family, default_method
     if "family" in space:
         family = space["family"].suggest(trial)
         values["family"] = family
+    if "method" in space:
+        method = space["method"].suggest(trial)
+        values["method"] = method
     for name, p in space.items():
         owner = PARAMS[name].family
-        if name == "family" or (owner is not None and owner != family):
+        if name in ("family", "method") or (owner is not None and owner != family):
+            continue
+        if PARAMS[name].method not in (None, method):
             continue
         if owner is None and f"{family}_{name}" in space and name in _FAMILY_OVERRIDES:
             continue  # the family's own lr/epochs apply instead
@@ -139,7 +165,7 @@ def sample_params(
 
 def is_conditional(space: dict[str, ParamSpec]) -> bool:
     """Whether trials may sample different parameter sets (TPE then groups them)."""
-    return "family" in space and not space["family"].is_fixed
+    return any(name in space and not space[name].is_fixed for name in ("family", "method"))
 
 
 @dataclass(frozen=True)
@@ -263,6 +289,7 @@ def check_param_values(p: ParamSpec) -> None:
     from distill.configfile import describe_validation_error
 
     owner = PARAMS[p.name].family
+    owner_method = PARAMS[p.name].method
     values: list[Any] = (
         [p.fixed] if p.is_fixed else list(p.choices) if p.choices else [p.low, p.high]
     )
@@ -270,6 +297,8 @@ def check_param_values(p: ParamSpec) -> None:
         if p.kind == "int" and isinstance(value, float) and value.is_integer():
             value = int(value)
         base: dict[str, Any] = {"student": {"family": owner}} if owner else {}
+        if owner_method:
+            base["distill"] = {"method": owner_method}
         try:
             RunConfig.model_validate(apply_params(base, {p.name: value}))
         except ValidationError as exc:

@@ -256,9 +256,39 @@ def check_known_limits(spec: StudySpec) -> None:
                 f"{field}: a student of {layers} layers is deeper than the teacher "
                 f"{spec.teacher.model} ({depth} layers): use at most {depth}"
             )
+    check_family_method_pairs(spec)
     n_labels = BUILTIN_DATA_LABELS.get(spec.data.source)
     if n_labels is not None and spec.metrics.reference_class >= n_labels:
         raise ValueError(
             f"metrics.reference_class: {spec.data.source} has {n_labels} labels (ids 0.."
             f"{n_labels - 1}): use a reference class below {n_labels}"
         )
+
+
+def _values(spec: StudySpec, name: str, default: str) -> list[str]:
+    p = spec.parsed_space().get(name)
+    if p is None:
+        return [default]
+    return [str(v) for v in ([p.fixed] if p.is_fixed else p.choices)]
+
+
+def check_family_method_pairs(spec: StudySpec) -> None:
+    """Every method a trial could sample runs with every family it could sample (e.g.
+    BERT-of-Theseus needs a truncated transformer student)."""
+    from pydantic import ValidationError
+
+    from distill.config import RunConfig
+
+    student = spec.student.model_dump(exclude_none=True)
+    for family in _values(spec, "family", spec.student.family):
+        for method in _values(spec, "method", "kd"):
+            try:
+                RunConfig.model_validate(
+                    {"student": {**student, "family": family}, "distill": {"method": method}}
+                )
+            except ValidationError as exc:
+                why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+                raise ValueError(
+                    f"search_space.method: method {method!r} cannot run with student family "
+                    f"{family!r}: {why}"
+                ) from None

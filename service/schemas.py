@@ -101,6 +101,7 @@ class StudyDetail(BaseModel):
 class TrialRow(BaseModel):
     number: int
     state: str
+    method: str | None = Field(default=None, description="the distillation method it ran")
     params: dict[str, Any]
     metrics: dict[str, Any]
     values: list[float | None] | None

@@ -207,6 +207,7 @@ def test_trial_row() -> None:
     assert row == {
         "number": 3,
         "state": "COMPLETE",
+        "method": None,  # no stored config
         "params": {"x": 0.5},
         "metrics": {"accuracy": 0.8, "conf_sigma": None},
         "values": [0.8, 1.0],

@@ -2,9 +2,15 @@
 plus its import line below."""
 
 # The registry line: importing a method module registers it.
-from . import kd
+from . import kd, theseus
 from .base import DistillationMethod, Stage, StepInputs
-from .registry import available_methods, get_method, register_method
+from .registry import (
+    available_methods,
+    get_method,
+    method_option_fields,
+    method_options,
+    register_method,
+)
 
 __all__ = [
     "DistillationMethod",
@@ -13,5 +19,8 @@ __all__ = [
     "available_methods",
     "get_method",
     "kd",
+    "method_option_fields",
+    "method_options",
     "register_method",
+    "theseus",
 ]

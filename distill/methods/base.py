@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from ..families.base import ModelOutputs, StudentModel
@@ -43,6 +44,9 @@ class StepInputs:
 
 class DistillationMethod(ABC):
     name: ClassVar[str]
+    # the method's own settings, under ``distill.options.<name>`` (searchable as
+    # ``<name>_<field>``); None: it has none
+    options_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(
         self, cfg: RunConfig, student: StudentModel, teacher: Teacher, mapping: list[int]
@@ -70,6 +74,16 @@ class DistillationMethod(ABC):
     def extra_modules(self) -> list[nn.Module]:
         """Modules trained beside the student (not saved with it)."""
         return []
+
+    def begin_stage(self, stage: Stage) -> None:  # noqa: B027 - optional hook
+        """Called before a stage's optimizer is made (e.g. to freeze parameters)."""
+
+    def forward(
+        self, stage: Stage, student: StudentModel, batch: Batch, needs: frozenset[str]
+    ) -> ModelOutputs:
+        """The student's training-time forward pass (a method may run a different model,
+        e.g. BERT-of-Theseus's mix of successor and predecessor modules)."""
+        return student(batch.input_ids, batch.attention_mask, needs)
 
     @abstractmethod
     def loss(self, stage: Stage, step: StepInputs) -> torch.Tensor: ...
