@@ -6,8 +6,8 @@ On the offline defaults (builtin rotten_tomatoes; ``--max-train`` labelled and
 fine-tuned once and cached), ``--studies`` studies that differ only in their sampler seed
 each run ``--trials`` trials of a 2-layer truncated student (TPE over temperature, alpha,
 lr and epochs; objectives accuracy and conf_sigma, constraint conf_sigma <= ``--kappa``),
-then the study's end: the pick and the Pareto front scored on the test rows, the pick
-re-run with ``--seeds`` fresh seeds.
+then the study's end: the pick and the Pareto front scored on the test rows, the pick and
+up to ``--top-k`` other front trials re-run with ``--seeds`` fresh seeds each.
 
 Per study it records the pick's validation accuracy and conf_sigma (what a study without a
 test split would report), the same trial's test numbers, the confirmed means (validation
@@ -70,7 +70,7 @@ def make_spec(args: argparse.Namespace, seed: int) -> StudySpec:
             "n_trials": args.trials,
             "pruner": {"name": "none"},
             "keep": {"policy": "pareto", "onnx": False},
-            "confirm": {"seeds": args.seeds},
+            "confirm": {"seeds": args.seeds, "top_k": args.top_k},
             "metrics": {"latency_repeats": 2},
             "seed": seed,
         }
@@ -122,7 +122,8 @@ def section(args: argparse.Namespace, rows: list[dict[str, Any]], runtime: float
         f"{len(rows)} studies (sampler seeds {', '.join(str(r['seed']) for r in rows)}) of "
         f"{args.trials} trials; {args.max_train} train / {args.max_eval} validation / "
         f"{rows[0]['n_test_rows']} test rows; constraint conf_sigma <= {args.kappa}; the pick "
-        f"confirmed with {args.seeds} fresh seeds. 1-min load average at the end: "
+        f"and up to {args.top_k} other Pareto trials confirmed with {args.seeds} fresh seeds "
+        "each (the final pick is the rule on their confirmed validation means). 1-min load average at the end: "
         f"{loadavg() or 0:.2f}.",
         "",
         "| study | pick | val acc | test acc | val sigma | test sigma | confirmed pick | "
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--studies", type=int, default=3)
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=2, help="Pareto trials confirmed beside the pick")
     p.add_argument("--max-train", type=int, default=1200)
     p.add_argument("--max-eval", type=int, default=300)
     p.add_argument("--kappa", type=float, default=0.1)
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     add_output_args(p, "raw per-study figures (JSON)")
     args = p.parse_args(argv)
     if args.quick:
-        args.studies, args.trials, args.seeds, args.max_train = 1, 4, 1, 400
+        args.studies, args.trials, args.seeds, args.max_train, args.top_k = 1, 4, 1, 400, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet_logging()
