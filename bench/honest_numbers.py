@@ -123,8 +123,8 @@ def section(args: argparse.Namespace, rows: list[dict[str, Any]], runtime: float
         f"{args.trials} trials; {args.max_train} train / {args.max_eval} validation / "
         f"{rows[0]['n_test_rows']} test rows; constraint conf_sigma <= {args.kappa}; the pick "
         f"and up to {args.top_k} other Pareto trials confirmed with {args.seeds} fresh seeds "
-        "each (the final pick is the rule on their confirmed validation means). 1-min load average at the end: "
-        f"{loadavg() or 0:.2f}.",
+        "each (the final pick is the rule on their confirmed validation means). 1-min load "
+        f"average at the end: {loadavg() or 0:.2f}.",
         "",
         "| study | pick | val acc | test acc | val sigma | test sigma | confirmed pick | "
         "confirmed val acc | confirmed test acc ± std [95% CI] | confirmed test sigma ± std "
