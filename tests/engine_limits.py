@@ -10,13 +10,15 @@ from pydantic import BaseModel
 
 from distill.config import RunConfig
 from distill.families import get_family
+from distill.methods import get_method
 from search.space import PARAMS
 
 
 def _field(target: tuple[str, ...]) -> Any:
     model: type[BaseModel] = RunConfig
-    if target[:2] == ("student", "options"):
-        options = get_family(target[2]).options_model
+    if target[:2] in (("student", "options"), ("distill", "options")):
+        owner = get_family if target[0] == "student" else get_method
+        options = owner(target[2]).options_model
         assert options is not None
         return options.model_fields[target[3]]
     for name in target[:-1]:
