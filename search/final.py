@@ -37,12 +37,12 @@ from distill.run import run_distillation
 from distill.train import EvalEvent
 
 from . import registry
+from .artifacts import CHECKPOINT
 from .bootstrap import bootstrap_metrics
 from .jobs import Job
 from .leaderboard import number_or_none, pareto_front, recommendation_key, recommended_trial
 from .spec import StudySpec
 
-CHECKPOINT = "checkpoint.tar.gz"
 # the final results are also a study user attribute, so optuna-dashboard shows them
 RESULTS_ATTR = "kdsearch:final_results"
 
