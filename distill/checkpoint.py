@@ -4,6 +4,8 @@
   that ``from_pretrained`` and ``pipeline`` load as is;
 - ``bilstm``, ``textcnn``: ``model.safetensors`` plus ``kdsearch_student.json``, read back by
   kdsearch's own code (never a pickle, never remote code);
+- a student with early exits (``distill.method early_exit``): the transformer folder plus
+  ``exits.safetensors`` and the exits' ONNX graphs (see :mod:`distill.early_exit`);
 - every family: ``labels.json``, the teacher's tokenizer files and ``model.onnx`` (see
   :mod:`distill.export`), so the student serves with onnxruntime alone.
 """
@@ -34,7 +36,9 @@ def save_student(
     max_length: int = 512,
 ) -> Path:
     """Write a student folder (see the module doc); ``extra`` goes to ``kdsearch.json``."""
+    from .early_exit import EARLY_EXIT_KEY, EarlyExitModel
     from .export import export_onnx
+    from .export_exits import export_exit_graphs
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,16 +47,19 @@ def save_student(
     tokenizer.save_pretrained(out)
     if not (out / STUDENT_JSON).is_file():
         (out / STUDENT_JSON).write_text(json.dumps({"family": student.family}, indent=2))
-    labels = {
+    labels: dict[str, Any] = {
         "id2label": dict(enumerate(label_names)),
         "family": student.family,
         "max_length": max_length,
     }
-    (out / LABELS_JSON).write_text(json.dumps(labels, indent=2))
     if extra:
         (out / RUN_JSON).write_text(json.dumps(extra, indent=2, sort_keys=True))
     if onnx:
         export_onnx(student, out, tokenizer, max_length=max_length)
+    if isinstance(student, EarlyExitModel):
+        graphs = export_exit_graphs(student, out, tokenizer, max_length=max_length) if onnx else []
+        labels[EARLY_EXIT_KEY] = {**student.meta(), "graphs": graphs}
+    (out / LABELS_JSON).write_text(json.dumps(labels, indent=2))
     return out
 
 
@@ -73,7 +80,14 @@ def load_student(path: str | Path) -> tuple[StudentModel, Any]:
     folder = Path(path)
     if not folder.is_dir():
         raise ModelError(f"checkpoint folder {folder} does not exist")
-    student = get_family(checkpoint_family(folder)).load(folder)
+    from .early_exit import EarlyExitModel, has_exits
+
+    family = checkpoint_family(folder)
+    student: StudentModel = (
+        EarlyExitModel.load(folder)
+        if family == "transformer" and has_exits(folder)
+        else get_family(family).load(folder)
+    )
     student.eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)

@@ -13,6 +13,37 @@ from .families.base import StudentModel
 
 
 @torch.no_grad()
+def predict_outputs(
+    model: StudentModel,
+    split: EncodedSplit,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    bf16: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (n, C) as float32 on the CPU, rows in the split's order, and for a student
+    with early exits the 1-based layer each row left at (else None)."""
+    was_training = model.training
+    model.eval()
+    out: torch.Tensor | None = None
+    layers: torch.Tensor | None = None
+    for batch in eval_batches(split, batch_size, pad_id):
+        b = batch.to(device)
+        with autocast(device, bf16):
+            result = model(b.input_ids, b.attention_mask)
+        logits = result.logits.float().cpu()
+        if out is None:
+            out = torch.empty((len(split), logits.shape[-1]), dtype=torch.float32)
+        out[batch.index] = logits
+        if result.exit_layer is not None:
+            if layers is None:
+                layers = torch.zeros(len(split), dtype=torch.long)
+            layers[batch.index] = result.exit_layer.cpu()
+    model.train(was_training)
+    assert out is not None, "empty split"
+    return out, layers
+
+
 def predict_logits(
     model: StudentModel,
     split: EncodedSplit,
@@ -22,20 +53,41 @@ def predict_logits(
     bf16: bool = True,
 ) -> torch.Tensor:
     """Logits (n, C) as float32 on the CPU, rows in the split's order."""
+    return predict_outputs(model, split, batch_size, pad_id, device, bf16)[0]
+
+
+@torch.no_grad()
+def all_exit_logits(
+    model: StudentModel,
+    split: EncodedSplit,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    bf16: bool = True,
+) -> torch.Tensor:
+    """Every exit's logits ``(L, n, C)`` of a student with early exits (float32, CPU)."""
+    from .families.base import EXITS
+
     was_training = model.training
     model.eval()
     out: torch.Tensor | None = None
     for batch in eval_batches(split, batch_size, pad_id):
         b = batch.to(device)
         with autocast(device, bf16):
-            logits = model(b.input_ids, b.attention_mask).logits
-        logits = logits.float().cpu()
+            exits = model(b.input_ids, b.attention_mask, frozenset({EXITS})).exits
+        assert exits is not None, f"{type(model).__name__} has no early exits"
+        stacked = torch.stack([e.float().cpu() for e in exits])
         if out is None:
-            out = torch.empty((len(split), logits.shape[-1]), dtype=torch.float32)
-        out[batch.index] = logits
+            out = torch.empty((stacked.shape[0], len(split), stacked.shape[-1]))
+        out[:, batch.index] = stacked
     model.train(was_training)
     assert out is not None, "empty split"
     return out
+
+
+def exit_metrics(layers: torch.Tensor | None) -> dict[str, float]:
+    """``mean_exit_layer`` when the student answered from early exits."""
+    return {} if layers is None else {"mean_exit_layer": round(float(layers.float().mean()), 4)}
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .errors import ModelError
 from .families import StudentModel
@@ -56,27 +57,8 @@ def export_onnx(
     student.eval()
     module = student.onnx_module().cpu()
     ids, mask = _probe_batch(tokenizer, max_length)
-    # the exporter warns about torchvision ops it cannot register: irrelevant here
-    for name in ("torch.onnx", "onnxscript", "onnx_ir"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    dynamic = {name: {0: batch, 1: sequence} for name in INPUT_NAMES}
     try:
-        # torch.export's exporter: the TorchScript one mis-traces transformers' masks
-        with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (ids, mask),
-                str(path),
-                input_names=INPUT_NAMES,
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes=dynamic,
-                opset_version=OPSET,
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
+        trace_to_onnx(module, (ids, mask), path, INPUT_NAMES, [OUTPUT_NAME])
         with torch.no_grad():
             expected = module(ids, mask).float().numpy()
     finally:
@@ -91,6 +73,37 @@ def export_onnx(
             f"(> {atol}); the export was not kept"
         )
     return path
+
+
+def trace_to_onnx(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+) -> None:
+    """torch.export-based ONNX export; every input's first two axes (batch, sequence) are
+    dynamic and shared."""
+    # the exporter warns about torchvision ops it cannot register: irrelevant here
+    for name in ("torch.onnx", "onnxscript", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dynamic = tuple({0: batch, 1: sequence} for _ in input_names)
+    # torch.export's exporter: the TorchScript one mis-traces transformers' masks
+    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic,
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
 
 
 def run_onnx(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import RunConfig
 from .context import RunContext
-from .evaluate import predict_logits
+from .evaluate import exit_metrics, predict_outputs
 from .families import StudentModel
 from .metrics import TEST_PREFIX, confidence_metrics, softmax
 
@@ -35,11 +35,11 @@ def score_on_test(
     """Every data metric of ``student`` on the test rows (plain names) and its row outcomes."""
     split, teacher_logits = ctx.test_rows()
     student.set_attention("sdpa")
-    logits = predict_logits(
+    logits, layers = predict_outputs(
         student, split, cfg.train.eval_batch_size, ctx.pad_id, ctx.device, ctx.bf16
     )
     m = cfg.metrics
-    metrics = confidence_metrics(
+    metrics: dict[str, Any] = confidence_metrics(
         teacher_logits.numpy(),
         logits.numpy(),
         split.labels.numpy(),
@@ -47,6 +47,7 @@ def score_on_test(
         ece_bins=m.ece_bins,
         ece_mode=m.ece_mode,
     )
+    metrics.update(exit_metrics(layers))
     probs = softmax(logits.numpy())
     r = m.reference_class
     rows = RowOutcomes(

@@ -267,6 +267,7 @@ DISPLAY_KEYS: tuple[str, ...] = (
     "params",
     "latency_ms",
     "speedup_vs_teacher",
+    "mean_exit_layer",  # early-exit students only
 )
 
 

@@ -24,22 +24,94 @@ class Prediction:
     text: str
     label: str
     scores: dict[str, float]
+    exit_layer: int | None = None  # early-exit students: the 1-based layer that answered
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    meta: dict[str, Any] = json.loads((folder / LABELS_FILE).read_text())
+    return meta
 
 
 def read_labels(folder: Path) -> tuple[list[str], int]:
     """Label names in id order and the max_length the student was trained with."""
-    meta: dict[str, Any] = json.loads((folder / LABELS_FILE).read_text())
+    meta = read_meta(folder)
     names = [str(meta["id2label"][str(i)]) for i in range(len(meta["id2label"]))]
     return names, int(meta.get("max_length") or 512)
 
 
-def predictions(texts: list[str], logits: np.ndarray, labels: list[str]) -> list[Prediction]:
+def predictions(
+    texts: list[str],
+    logits: np.ndarray,
+    labels: list[str],
+    exit_layers: np.ndarray | None = None,
+) -> list[Prediction]:
     """One :class:`Prediction` per text from its logits (softmax in float64)."""
     probs = softmax(np.asarray(logits, dtype=np.float64))
+    layers = [None] * len(texts) if exit_layers is None else [int(x) for x in exit_layers]
     return [
-        Prediction(text, labels[int(p.argmax())], dict(zip(labels, map(float, p), strict=True)))
-        for text, p in zip(texts, probs, strict=True)
+        Prediction(
+            text, labels[int(p.argmax())], dict(zip(labels, map(float, p), strict=True)), layer
+        )
+        for text, p, layer in zip(texts, probs, layers, strict=True)
     ]
+
+
+def normalized_entropy(logits: np.ndarray) -> np.ndarray:
+    """Entropy of softmax(logits) over log(C), in [0, 1] (as :mod:`distill.early_exit`)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    h = -(np.exp(logp) * logp).sum(-1) / np.log(z.shape[-1])
+    out: np.ndarray = np.clip(h, 0.0, 1.0)
+    return out
+
+
+def _feeds(i: int, x: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        "input_ids" if i == 0 else "previous_hidden": x,
+        "attention_mask": mask.astype(np.int64),
+    }
+
+
+def run_exit_graphs(paths: list[str], input_ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """Every exit's logits for every row (no early exit): the export check."""
+    import onnxruntime as ort
+
+    x, out = input_ids.astype(np.int64), []
+    for i, path in enumerate(paths):
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        x, logits = session.run(["hidden", "logits"], _feeds(i, x, mask))
+        out.append(np.asarray(logits, dtype=np.float32))
+    return out
+
+
+def early_exit_logits(
+    sessions: list[Any], input_ids: np.ndarray, mask: np.ndarray, speed: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the per-layer graphs in order; a row leaves at its first exit whose normalised
+    entropy is at most ``speed`` (``speed = 0``: never early). The logits of the exit each
+    row took, and that exit's 1-based layer."""
+    n, last = input_ids.shape[0], len(sessions) - 1
+    layer = np.full(n, last + 1, dtype=np.int64)
+    active = np.arange(n)
+    x, m = input_ids.astype(np.int64), mask
+    out: np.ndarray | None = None
+    for i, session in enumerate(sessions):
+        x, logits = session.run(["hidden", "logits"], _feeds(i, x, m))
+        if out is None:
+            out = np.empty((n, logits.shape[-1]), dtype=np.float32)
+        if i == last:
+            out[active] = logits
+            break
+        go = normalized_entropy(logits) <= speed if speed > 0 else np.zeros(len(active), bool)
+        out[active[go]] = logits[go]
+        layer[active[go]] = i + 1
+        if go.all():
+            break
+        stay = ~go
+        x, m, active = x[stay], m[stay], active[stay]
+    assert out is not None
+    return out, layer
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -75,6 +147,12 @@ class OnnxStudent:
         self.session = ort.InferenceSession(
             str(self.folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
         )
+        exits = read_meta(self.folder).get("early_exit") or {}
+        self.speed: float | None = float(exits["speed"]) if exits.get("graphs") else None
+        self.exit_sessions = [
+            ort.InferenceSession(str(self.folder / g), options, providers=["CPUExecutionProvider"])
+            for g in exits.get("graphs") or []
+        ]
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         batch = self.tokenizer.encode_batch(texts)
@@ -83,13 +161,31 @@ class OnnxStudent:
         return ids, mask
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """The full model's logits (an early-exit student's final layer)."""
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         (out,) = self.session.run(["logits"], feeds)
         return np.asarray(out, dtype=np.float32)
 
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
+    def predict(
+        self, texts: list[str], batch_size: int = 64, speed: float | None = None
+    ) -> list[Prediction]:
+        """Labels and probabilities. An early-exit student exits early at ``speed`` (None:
+        the speed it was trained for) and says which layer answered each text."""
+        if speed is not None and not self.exit_sessions:
+            raise ValueError(
+                f"{self.folder} has no early exits: a speed applies only to students trained "
+                "with distill.method early_exit"
+            )
+        if speed is not None and not 0.0 <= speed <= 1.0:
+            raise ValueError(f"speed must be between 0 and 1 (got {speed})")
         results: list[Prediction] = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
-            results += predictions(chunk, self.logits(*self.encode(chunk)), self.labels)
+            ids, mask = self.encode(chunk)
+            if self.exit_sessions:
+                use = self.speed if speed is None else speed
+                logits, layers = early_exit_logits(self.exit_sessions, ids, mask, float(use or 0))
+                results += predictions(chunk, logits, self.labels, layers)
+            else:
+                results += predictions(chunk, self.logits(ids, mask), self.labels)
         return results

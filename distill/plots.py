@@ -7,6 +7,7 @@ is safe in worker processes and threads without a display.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +18,7 @@ from distill._validate import _as_labels, _pair
 from distill.calibration import EceMode, ece, reliability_bins
 from distill.metrics import conf_sigma
 
-__all__ = ["confidence_scatter", "reliability_diagram"]
+__all__ = ["confidence_scatter", "reliability_diagram", "speed_sweep_plot"]
 
 _TEACHER_COLOR = "#1f77b4"
 _STUDENT_COLOR = "#ff7f0e"
@@ -179,4 +180,49 @@ def confidence_scatter(
     ax.legend(loc="upper left", fontsize="small")
     heading = title if title is not None else f"Teacher vs student confidence, class {r}"
     ax.set_title(f"{heading}\n{sigma_text}", fontsize="medium")
+    return _save(fig, path)
+
+
+def speed_sweep_plot(
+    rows: list[dict[str, Any]], path: str | Path, *, teacher_accuracy: float | None = None
+) -> Path:
+    """An early-exit student's trade-off: accuracy and conf_sigma against the measured
+    speed-up over the teacher, one point per speed threshold (labelled), the trained speed
+    ringed. ``rows`` as :func:`distill.speed_sweep.speed_sweep` makes them."""
+    fig = Figure(figsize=(7.2, 6.4), dpi=_DPI, layout="constrained")
+    ax_acc, ax_sigma = fig.subplots(2, 1, sharex=True, squeeze=True)
+    x = [float(r["speedup_vs_teacher"]) for r in rows]
+    for ax, key, color in (
+        (ax_acc, "accuracy", _STUDENT_COLOR),
+        (ax_sigma, "conf_sigma", _TEACHER_COLOR),
+    ):
+        pts = [(xi, r[key], r) for xi, r in zip(x, rows, strict=True) if r[key] is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=color)
+        for xi, yi, r in pts:
+            ax.annotate(
+                f"{r['speed']:g}",
+                (xi, yi),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize="x-small",
+            )
+            if r.get("trained"):
+                ax.plot([xi], [yi], marker="o", markersize=12, fillstyle="none", color="black")
+        ax.set_ylabel(key)
+        ax.grid(True, alpha=0.3)
+    if teacher_accuracy is not None:
+        ax_acc.axhline(
+            teacher_accuracy,
+            linestyle="--",
+            color="grey",
+            linewidth=1,
+            label=f"teacher ({teacher_accuracy:.3f})",
+        )
+        ax_acc.legend(loc="lower left", fontsize="small")
+    ax_sigma.axvline(1.0, linestyle=":", color="grey", linewidth=1)
+    ax_sigma.set_xlabel("measured speed-up over the teacher (labels: speed threshold)")
+    ax_acc.set_title(
+        "Early exit: accuracy and conf_sigma over the speed threshold (ringed: the trained speed)",
+        fontsize="medium",
+    )
     return _save(fig, path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_student
+from .early_exit import set_speed
 from .errors import ModelError
 from .onnx_runtime import OnnxStudent, Prediction, predictions, read_labels
 
@@ -31,8 +32,11 @@ def checkpoint_folder(path: str | Path) -> Iterator[Path]:
         yield inner if inner.is_dir() else Path(tmp)
 
 
-def predict_torch(folder: Path, texts: list[str], batch_size: int = 64) -> list[Prediction]:
+def predict_torch(
+    folder: Path, texts: list[str], batch_size: int = 64, speed: float | None = None
+) -> list[Prediction]:
     student, tokenizer = load_student(folder)
+    set_speed(student, speed)
     names, max_length = read_labels(folder)
     out: list[Prediction] = []
     for start in range(0, len(texts), batch_size):
@@ -46,19 +50,23 @@ def predict_torch(folder: Path, texts: list[str], batch_size: int = 64) -> list[
             return_token_type_ids=False,
         )
         with torch.no_grad():
-            logits = student(enc["input_ids"], enc["attention_mask"]).logits
-        out += predictions(chunk, logits.float().numpy(), names)
+            result = student(enc["input_ids"], enc["attention_mask"])
+        layers = None if result.exit_layer is None else result.exit_layer.numpy()
+        out += predictions(chunk, result.logits.float().numpy(), names, layers)
     return out
 
 
-def predict(path: str | Path, texts: list[str], *, onnx: bool = False) -> list[Prediction]:
-    """Labels and per-class probabilities for ``texts``."""
+def predict(
+    path: str | Path, texts: list[str], *, onnx: bool = False, speed: float | None = None
+) -> list[Prediction]:
+    """Labels and per-class probabilities for ``texts``. An early-exit student leaves early
+    at ``speed`` (None: the speed it was trained for) and names the layer that answered."""
     with checkpoint_folder(path) as folder:
         if not (folder / "labels.json").is_file():
             raise ModelError(f"{folder} has no labels.json: not a kdsearch student folder")
         if onnx:
             try:
-                return OnnxStudent(folder).predict(texts)
-            except FileNotFoundError as exc:
+                return OnnxStudent(folder).predict(texts, speed=speed)
+            except (FileNotFoundError, ValueError) as exc:
                 raise ModelError(str(exc)) from None
-        return predict_torch(folder, texts)
+        return predict_torch(folder, texts, speed=speed)

@@ -14,11 +14,13 @@ from .checkpoint import save_student
 from .config import RunConfig
 from .context import RunContext, prepare_context
 from .device import deterministic, seed_everything
+from .early_exit import EarlyExitModel
 from .evaluate import measure_latency_ms
 from .families import StudentModel
 from .mapping import resolve_mapping
 from .metrics import softmax
-from .plots import confidence_scatter, reliability_diagram
+from .plots import confidence_scatter, reliability_diagram, speed_sweep_plot
+from .speed_sweep import speed_sweep
 from .student import build_student
 from .train import Distiller, EvalCallback, EvalEvent, ProgressFn
 
@@ -36,6 +38,7 @@ class DistillResult:
     examples_seen: int
     layer_mapping: list[int] = field(default_factory=list)
     n_train_rows: int = 0  # labelled + transfer + augmented rows trained on
+    speed_sweep: list[dict[str, Any]] | None = None  # early-exit students only
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record of the run (what ``metrics.json`` holds)."""
@@ -53,6 +56,7 @@ class DistillResult:
                 "n_eval": len(self.ctx.splits.eval),
             },
             "history": [asdict(e) for e in self.history],
+            **({"speed_sweep": self.speed_sweep} if self.speed_sweep is not None else {}),
             "seconds": round(self.seconds, 3),
             "steps": self.steps,
             "examples_per_second": round(self.examples_seen / max(self.seconds, 1e-9), 3),
@@ -81,7 +85,9 @@ def run_distillation(
         )
         rows, logits = ctx.training_rows(cfg.data.augment.copies, cfg.data.use_transfer)
         distiller = Distiller(ctx, student, cfg, mapping, rows, logits)
+        student = distiller.student  # the method's model (e.g. with early exits)
         trained = distiller.fit(callback, progress)
+        info = {**info, **student.describe()}
     seconds = time.perf_counter() - started
     metrics = dict(trained.history[-1].metrics)
     metrics["params"] = info["params"]
@@ -102,6 +108,11 @@ def run_distillation(
     )
     metrics["latency_ms"] = round(latency, 4)
     metrics["speedup_vs_teacher"] = round(teacher_latency / max(latency, 1e-9), 3)
+    sweep = (
+        speed_sweep(student, ctx, cfg, teacher_latency)
+        if isinstance(student, EarlyExitModel)
+        else None
+    )
     return DistillResult(
         metrics=metrics,
         history=trained.history,
@@ -114,7 +125,12 @@ def run_distillation(
         examples_seen=trained.examples_seen,
         layer_mapping=mapping,
         n_train_rows=len(rows),
+        speed_sweep=sweep,
     )
+
+
+# The plots a trial stores (speed_sweep: early-exit students only).
+TRIAL_PLOTS = ("reliability", "confidence_scatter", "speed_sweep")
 
 
 def write_plots(result: DistillResult, out_dir: Path, cfg: RunConfig) -> dict[str, Path]:
@@ -122,7 +138,15 @@ def write_plots(result: DistillResult, out_dir: Path, cfg: RunConfig) -> dict[st
     s_probs = softmax(result.eval_student_logits)
     labels = result.ctx.eval.labels.numpy()
     out_dir.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Path] = {}
+    if result.speed_sweep is not None:
+        extra["speed_sweep"] = speed_sweep_plot(
+            result.speed_sweep,
+            out_dir / "speed_sweep.png",
+            teacher_accuracy=result.metrics.get("teacher_accuracy"),
+        )
     return {
+        **extra,
         "reliability": reliability_diagram(
             t_probs,
             s_probs,

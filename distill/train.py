@@ -21,7 +21,7 @@ from .config import RunConfig
 from .context import RunContext
 from .device import autocast, to_device
 from .errors import TrainingError
-from .evaluate import predict_logits
+from .evaluate import exit_metrics, predict_outputs
 from .families.base import StudentModel
 from .methods import DistillationMethod, Stage, StepInputs, get_method
 from .metrics import confidence_metrics
@@ -78,6 +78,8 @@ class Distiller:
         self.method: DistillationMethod = get_method(cfg.distill.method)(
             cfg, student, ctx.teacher, mapping
         )
+        # what is trained and saved: a method may add to the student (early exits)
+        self.student = self.method.student
         to_device(self.student, ctx.device)
         for module in self.method.extra_modules():
             module.to(ctx.device)
@@ -98,13 +100,13 @@ class Distiller:
     # ---------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
         ctx, m = self.ctx, self.cfg.metrics
-        logits = predict_logits(
+        logits, layers = predict_outputs(
             self.student, ctx.eval, self.cfg.train.eval_batch_size, ctx.pad_id, ctx.device, ctx.bf16
         )
         if not torch.isfinite(logits).all():
             raise TrainingError("the student produced NaN/inf logits: lower the learning rate")
         self.last_eval_logits = logits
-        return confidence_metrics(
+        metrics: dict[str, Any] = confidence_metrics(
             ctx.teacher_outputs.eval_logits.numpy(),
             logits.numpy(),
             ctx.eval.labels.numpy(),
@@ -112,6 +114,7 @@ class Distiller:
             ece_bins=m.ece_bins,
             ece_mode=m.ece_mode,
         )
+        return {**metrics, **exit_metrics(layers)}
 
     # ---------------------------------------------------------------- the loop
     def fit(

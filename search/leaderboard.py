@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 METRIC_PREFIX = "metric:"
+SPEED_SWEEP_ATTR = "speed_sweep"  # an early-exit trial's trade-off rows (user attribute)
 _BUILTIN_SORT_KEYS = ("number", "duration_s")
 
 

@@ -15,10 +15,11 @@ from sqlalchemy.engine import Engine
 from distill.config import RunConfig
 from distill.context import RunContext
 from distill.errors import KDSearchError
-from distill.run import run_distillation, write_outputs
+from distill.run import TRIAL_PLOTS, run_distillation, write_outputs
 from distill.train import EvalEvent
 
 from .artifacts import probe_writable, upload_trial_outputs
+from .leaderboard import SPEED_SWEEP_ATTR
 from .pruning import DominancePruner, record_intermediate
 from .space import apply_params, sample_params
 from .spec import StudySpec
@@ -155,17 +156,20 @@ class TrialObjective:
         params = sample_params(self.space, trial, self.spec.student.family)
         cfg = build_run_config(self.spec, params)
         trial.set_user_attr("config", cfg.model_dump(mode="json"))
+        trial.set_user_attr("method", cfg.distill.method)  # shown by optuna-dashboard
         result = run_distillation(cfg, ctx=self.ctx, callback=self._on_eval(trial))
         for name, value in result.metrics.items():
             trial.set_user_attr(f"metric:{name}", value)
         trial.set_user_attr("student", result.student_info)
         trial.set_user_attr("train_seconds", round(result.seconds, 3))
         trial.set_user_attr("n_train_rows", result.n_train_rows)
+        if result.speed_sweep is not None:
+            trial.set_user_attr(SPEED_SWEEP_ATTR, result.speed_sweep)
         for c in self.spec.constraints:
             trial.set_constraint(f"{c.metric}", c.violation(result.metrics.get(c.metric)))
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_outputs(result, cfg, Path(tmp), onnx=self.spec.keep.onnx)
-            plots = {k: v for k, v in paths.items() if k in ("reliability", "confidence_scatter")}
+            plots = {k: v for k, v in paths.items() if k in TRIAL_PLOTS}
             upload_trial_outputs(self.store, self.engine, trial, paths["checkpoint"], plots)
         values = objective_values(self.spec, result.metrics)
         return values if self.multi else values[0]

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from . import registry
 from .leaderboard import (
+    SPEED_SWEEP_ATTR,
     is_feasible,
     leaderboard,
     pareto_front,
@@ -41,6 +42,7 @@ __all__ = [
     "Importance",
     "Point",
     "Report",
+    "SpeedSweep",
     "Verdict",
     "build_report",
     "metric",
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 PLOT_NAMES = ("reliability", "confidence_scatter")
+SWEEP_PLOT = "speed_sweep"  # early-exit trials only
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMPORTANCE_METRICS: dict[str, Literal["maximize", "minimize"]] = {
     "accuracy": "maximize",
@@ -102,6 +105,41 @@ class Report:
     importances: list[Importance]
     verdict: Verdict
     generated_at: str
+    speed_sweep: SpeedSweep | None = None
+
+
+@dataclass
+class SpeedSweep:
+    """An early-exit trial's accuracy–speed–sigma trade-off (no retraining per speed)."""
+
+    number: int
+    recommended: bool
+    rows: list[dict[str, Any]]
+    png: bytes | None
+    notes: list[str]
+
+
+def speed_sweep(
+    trials: Sequence[FrozenTrial],
+    rows: Sequence[dict[str, Any]],
+    best: FrozenTrial | None,
+    engine: Engine | None,
+    store: Any | None,
+    study_id: str,
+) -> SpeedSweep | None:
+    """The recommended trial's sweep when it exits early, else the best-ranked early-exit
+    trial's (leaderboard order), else None."""
+    by_number = {t.number: t for t in trials}
+    order = ([best.number] if best is not None else []) + [int(r["number"]) for r in rows]
+    for number in order:
+        t = by_number.get(number)
+        sweep = t.user_attrs.get(SPEED_SWEEP_ATTR) if t is not None else None
+        if t is None or t.state != TrialState.COMPLETE or not isinstance(sweep, list):
+            continue
+        plots, notes = trial_plots(engine, store, study_id, number, (SWEEP_PLOT,))
+        is_best = best is not None and best.number == number
+        return SpeedSweep(number, is_best, sweep, plots.get(SWEEP_PLOT), notes)
+    return None
 
 
 def spec_kappa(spec: Any) -> float | None:
@@ -176,7 +214,12 @@ def param_importances(
             f"{MIN_IMPORTANCE_TRIALS} are needed) to estimate parameter importances.",
         )
     names = sorted({p for t, _ in usable for p in t.params})
-    varying = [p for p in names if len({repr(t.params.get(p)) for t, _ in usable}) > 1]
+    # a parameter only some trials sample (a method's or a family's own) cannot be ranked
+    # against the rest: Optuna's estimators need every trial to have it
+    partial = [p for p in names if any(p not in t.params for t, _ in usable)]
+    varying = [
+        p for p in names if p not in partial and len({repr(t.params.get(p)) for t, _ in usable}) > 1
+    ]
     if not varying:
         return Importance(
             name,
@@ -196,17 +239,25 @@ def param_importances(
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         return Importance(name, direction, n, note=f"Importances could not be estimated: {exc}")
     clean = {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
-    constant = [p for p in names if p not in varying]
+    constant = [p for p in names if p not in varying and p not in partial]
     notes = []
     if n < ROUGH_IMPORTANCE_TRIALS:
         notes.append(f"Estimated from only {n} trials: a rough hint, not a ranking to trust.")
     if constant:
         notes.append(f"Left out (one value in every trial): {', '.join(constant)}.")
+    if partial:
+        notes.append(
+            f"Left out (sampled in some trials only, e.g. one method's own): {', '.join(partial)}."
+        )
     return Importance(name, direction, n, values=clean, note=" ".join(notes) or None)
 
 
 def trial_plots(
-    engine: Engine | None, store: Any | None, study_id: str, number: int
+    engine: Engine | None,
+    store: Any | None,
+    study_id: str,
+    number: int,
+    names: Sequence[str] = PLOT_NAMES,
 ) -> tuple[dict[str, bytes], list[str]]:
     """The trial's stored plot PNGs by name (see ``PLOT_NAMES``), and why any is missing."""
     if engine is None:
@@ -218,7 +269,7 @@ def trial_plots(
     }
     plots: dict[str, bytes] = {}
     notes: list[str] = []
-    for name in PLOT_NAMES:
+    for name in names:
         found = stored.get(f"{name}.png")
         if found is None:
             notes.append(f"Trial {number} stored no {name}.png.")
@@ -299,4 +350,5 @@ def build_report(
         importances=[param_importances(trials, m, d) for m, d in IMPORTANCE_METRICS.items()],
         verdict=judge(trials, best, kappa, teacher, held_out(best.number, final) if best else None),
         generated_at=(now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        speed_sweep=speed_sweep(trials, rows, best, engine, store, study.study_name),
     )

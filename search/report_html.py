@@ -295,6 +295,50 @@ FOOTER = (
 )
 
 
+SWEEP_COLUMNS = (
+    "speed",
+    "accuracy",
+    "conf_sigma",
+    "agreement",
+    "mean_exit_layer",
+    "latency_ms",
+    "speedup_vs_teacher",
+)
+
+
+def _speed_sweep(r: Report) -> str:
+    s = r.speed_sweep
+    if s is None:
+        return ""
+    who = "the recommended trial" if s.recommended else "the best-ranked early-exit trial"
+    head = "".join(f"<th>{e(c)}</th>" for c in SWEEP_COLUMNS)
+    body = "".join(
+        f'<tr class="{"recommended" if row.get("trained") else ""}">'
+        + "".join(f'<td class="num">{fmt(row.get(c))}</td>' for c in SWEEP_COLUMNS)
+        + "</tr>"
+        for row in s.rows
+    )
+    caption = (
+        "Accuracy and conf_sigma (validation) against the measured speed-up over the "
+        "teacher, one point per speed threshold, all from one trained model; ringed: the "
+        "speed the trial was trained and scored at."
+    )
+    figure = (
+        f'<figure id="plot-speed_sweep">{img(s.png, caption)}'
+        f"<figcaption>{e(caption)}</figcaption></figure>"
+        if s.png
+        else ""
+    )
+    notes = "".join(f'<p class="note">{e(n)}</p>' for n in s.notes)
+    return (
+        f'<section id="speed-sweep"><h2>Early exit: speed sweep of trial {s.number}</h2>'
+        f'<p class="sub">{e(who)}: a row leaves at the first exit whose normalised entropy '
+        "is at most the speed; every metric uses the exit each row took.</p>"
+        f'<div class="plots">{figure}<div class="scroll"><table id="speed-sweep-table">'
+        f"<tr>{head}</tr>{body}</table></div></div>{notes}</section>"
+    )
+
+
 def render_report(r: Report) -> str:
     """The whole page."""
     return (
@@ -302,5 +346,6 @@ def render_report(r: Report) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>kdsearch confidence report: {e(r.study_id)}</title><style>{CSS}</style>"
         f"</head><body><main>{_header(r)}{_verdict(r)}{_pareto(r)}{_recommended(r)}"
+        f"{_speed_sweep(r)}"
         f"{_importances(r)}{_leaderboard(r)}{FOOTER}</main></body></html>\n"
     )

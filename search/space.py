@@ -28,7 +28,7 @@ class ParamDef:
     target: tuple[str, ...]  # where the value goes in the RunConfig dict
     help: str
     family: str | None = None  # sampled only in trials of this student family
-    method: str | None = None  # sampled only in trials of this distillation method
+    methods: tuple[str, ...] = ()  # sampled only in trials of these methods (empty: any)
 
 
 TRANSFORMER = "transformer"
@@ -46,7 +46,7 @@ _TRANSFORMER_ONLY = {
     "stage2_epochs",
     "student_layers",
 }
-# The kd method's own loss settings (other methods train without them).
+# The kd method's loss settings: sampled only for methods that use them (``uses_kd_losses``).
 _KD_ONLY = {"hidden_weight", "attention_weight", "embedding_weight", "pkd_weight", "mode"}
 # Training settings a family may override with ``<family>_<name>``.
 _FAMILY_OVERRIDES = {
@@ -97,15 +97,16 @@ def _option_kind(annotation: Any) -> Kind:
 
 def _all_params() -> dict[str, ParamDef]:
     from distill.families import available_families, option_fields
-    from distill.methods import available_methods, method_option_fields
+    from distill.methods import available_methods, get_method, method_option_fields
 
+    kd_losses = tuple(m for m in available_methods() if get_method(m).uses_kd_losses)
     params = {
         name: ParamDef(
             d.kind,
             d.target,
             d.help,
             TRANSFORMER if name in _TRANSFORMER_ONLY else None,
-            "kd" if name in _KD_ONLY else None,
+            kd_losses if name in _KD_ONLY else (),
         )
         for name, d in _BASE_PARAMS.items()
     }
@@ -127,7 +128,7 @@ def _all_params() -> dict[str, ParamDef]:
                 _option_kind(info.annotation),
                 ("distill", "options", method, field),
                 f"{method}: {info.description or field.replace('_', ' ')}",
-                method=method,
+                methods=(method,),
             )
     return params
 
@@ -155,7 +156,7 @@ def sample_params(
         owner = PARAMS[name].family
         if name in ("family", "method") or (owner is not None and owner != family):
             continue
-        if PARAMS[name].method not in (None, method):
+        if PARAMS[name].methods and method not in PARAMS[name].methods:
             continue
         if owner is None and f"{family}_{name}" in space and name in _FAMILY_OVERRIDES:
             continue  # the family's own lr/epochs apply instead
@@ -289,7 +290,7 @@ def check_param_values(p: ParamSpec) -> None:
     from distill.configfile import describe_validation_error
 
     owner = PARAMS[p.name].family
-    owner_method = PARAMS[p.name].method
+    owner_methods = PARAMS[p.name].methods
     values: list[Any] = (
         [p.fixed] if p.is_fixed else list(p.choices) if p.choices else [p.low, p.high]
     )
@@ -297,8 +298,8 @@ def check_param_values(p: ParamSpec) -> None:
         if p.kind == "int" and isinstance(value, float) and value.is_integer():
             value = int(value)
         base: dict[str, Any] = {"student": {"family": owner}} if owner else {}
-        if owner_method:
-            base["distill"] = {"method": owner_method}
+        if owner_methods:
+            base["distill"] = {"method": owner_methods[0]}
         try:
             RunConfig.model_validate(apply_params(base, {p.name: value}))
         except ValidationError as exc:

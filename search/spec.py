@@ -7,6 +7,7 @@ accuracy up and conf_sigma down; TPE; 20 trials).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -280,15 +281,25 @@ def check_family_method_pairs(spec: StudySpec) -> None:
     from distill.config import RunConfig
 
     student = spec.student.model_dump(exclude_none=True)
-    for family in _values(spec, "family", spec.student.family):
-        for method in _values(spec, "method", "kd"):
-            try:
-                RunConfig.model_validate(
-                    {"student": {**student, "family": family}, "distill": {"method": method}}
-                )
-            except ValidationError as exc:
-                why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-                raise ValueError(
-                    f"search_space.method: method {method!r} cannot run with student family "
-                    f"{family!r}: {why}"
-                ) from None
+    layers = spec.parsed_space().get("student_layers")
+    depths: list[Any] = [None]
+    if layers is not None:
+        depths = [layers.fixed] if layers.is_fixed else list(layers.choices or (layers.low,))
+    for family, method, depth in itertools.product(
+        _values(spec, "family", spec.student.family), _values(spec, "method", "kd"), depths
+    ):
+        shape = {} if depth is None or family != "transformer" else {"num_layers": int(depth)}
+        try:
+            RunConfig.model_validate(
+                {
+                    "student": {**student, "family": family, **shape},
+                    "distill": {"method": method},
+                }
+            )
+        except ValidationError as exc:
+            why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            at = f" of {depth} layers (search_space.student_layers)" if shape else ""
+            raise ValueError(
+                f"search_space.method: method {method!r} cannot run with student family "
+                f"{family!r}{at}: {why}"
+            ) from None

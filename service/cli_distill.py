@@ -75,6 +75,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     shape = f"{info['num_layers']} layers" if info.get("num_layers") else info["family"]
     print(f"student: {info['family']}, {shape}, {result.metrics['params']:,} params")
     for name in DISPLAY_KEYS:
+        if name not in result.metrics:
+            continue  # e.g. mean_exit_layer: early-exit students only
         value = result.metrics.get(name)
         text = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else value)
         print(f"  {name:<20} {text}")

@@ -134,7 +134,7 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
         raise ConfigError(str(exc)) from None
     columns = [*_COLUMNS, *(f"test:{c}" for c in _TEST_COLUMNS)]
     widths = [max(10, len(c)) for c in columns]
-    header = f"{'#':>4} {'state':<9} {'pareto':<6} " + " ".join(
+    header = f"{'#':>4} {'state':<9} {'pareto':<6} {'method':<10} " + " ".join(
         f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)
     )
     print(header)
@@ -145,7 +145,8 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
             v = where.get(c.removeprefix("test:"))
             cells.append(f"{'-':>{w}}" if v is None else f"{v:>{w}.4g}")
         flag = "*" if row["pareto"] else ""
-        print(f"{row['number']:>4} {row['state']:<9} {flag:<6} " + " ".join(cells))
+        method = str(row.get("method") or "-")
+        print(f"{row['number']:>4} {row['state']:<9} {flag:<6} {method:<10} " + " ".join(cells))
         if row.get("error"):
             print(f"       error: {str(row['error'])[:200]}")
     best = recommended_trial(study.get_trials(deepcopy=False), final)

@@ -148,7 +148,8 @@ def test_theseus_parameters_are_sampled_only_in_theseus_trials() -> None:
             "stage1_epochs": 0.5,
         }
     )
-    assert PARAMS["theseus_p0"].method == "theseus" and PARAMS["hidden_weight"].method == "kd"
+    assert PARAMS["theseus_p0"].methods == ("theseus",)
+    assert PARAMS["hidden_weight"].methods == ("early_exit", "kd")
     space = spec.parsed_space()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     seen = set()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 HIDDEN_STATES = "hidden_states"
 ATTENTIONS = "attentions"
+EXITS = "exits"  # every early exit's logits (students with exits only)
 
 # kdsearch's own description of a saved student, beside its weights (never a pickle).
 STUDENT_JSON = "kdsearch_student.json"
@@ -38,12 +39,17 @@ class ModelOutputs:
 
     ``hidden_states[0]`` is the embedding output and ``hidden_states[m]`` layer m's output,
     each (batch, seq, width); ``attentions[m - 1]`` holds layer m's pre-softmax attention
-    scores (batch, heads, seq, seq). Both are ``None`` unless asked for.
+    scores (batch, heads, seq, seq). Both are ``None`` unless asked for. A student with early
+    exits also gives ``exits`` (exit m's logits at ``exits[m - 1]``, the last one being
+    ``logits``) when asked for, and, when it answered from early exits, ``exit_layer``: the
+    1-based layer each row left at (``logits`` are then the logits of the exit taken).
     """
 
     logits: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    exits: tuple[torch.Tensor, ...] | None = None
+    exit_layer: torch.Tensor | None = None
 
 
 class LogitsOnly(nn.Module):

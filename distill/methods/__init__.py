@@ -2,7 +2,7 @@
 plus its import line below."""
 
 # The registry line: importing a method module registers it.
-from . import kd, theseus
+from . import early_exit, kd, theseus
 from .base import DistillationMethod, Stage, StepInputs
 from .registry import (
     available_methods,
@@ -17,6 +17,7 @@ __all__ = [
     "Stage",
     "StepInputs",
     "available_methods",
+    "early_exit",
     "get_method",
     "kd",
     "method_option_fields",

@@ -47,6 +47,8 @@ class DistillationMethod(ABC):
     # the method's own settings, under ``distill.options.<name>`` (searchable as
     # ``<name>_<field>``); None: it has none
     options_model: ClassVar[type[BaseModel] | None] = None
+    # whether the kd method's loss settings (intermediate weights, mode) apply to it
+    uses_kd_losses: ClassVar[bool] = False
 
     def __init__(
         self, cfg: RunConfig, student: StudentModel, teacher: Teacher, mapping: list[int]

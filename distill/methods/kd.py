@@ -43,6 +43,7 @@ class HiddenProjection(nn.Module):
 @register_method
 class KnowledgeDistillation(DistillationMethod):
     name = "kd"
+    uses_kd_losses = True
 
     def __init__(
         self, cfg: RunConfig, student: StudentModel, teacher: Teacher, mapping: list[int]
