@@ -268,8 +268,7 @@ def report(
         f"split; {args.epochs:g} epochs of optimizer steps per trial; one seed. Teacher test "
         f"accuracy {teacher_test:.4f}, CPU latency {t_ms:.3f} ms/example.",
         "",
-        "Best trial per method (validation picks it; the numbers are test numbers unless "
-        "marked):",
+        "Best trial per method (validation picks it; the numbers are test numbers unless marked):",
         "",
         "| method | trial | params | val acc | test acc | test conf_sigma | test agreement "
         "| ms/example | speed-up |",
@@ -317,7 +316,7 @@ def report(
         met = fastest is not None and fastest[0] >= 2.0
         lines += [
             "",
-            f"Goal (>= 2x the teacher's CPU speed at <= 1 point of test accuracy lost): "
+            "Goal (>= 2x the teacher's CPU speed at <= 1 point of test accuracy lost): "
             + (
                 f"**{'met' if met else 'missed'}**: the fastest speed within 1 point is "
                 f"{fastest[1]:g}, {fastest[0]:.2f}x."

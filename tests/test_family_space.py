@@ -77,7 +77,10 @@ def test_trials_sample_only_their_familys_parameters() -> None:
             {"family": {"choices": ["transformer", "gru"]}},
             "unknown student.family 'gru': use one of",
         ),
-        ({"method": "tinybert"}, "unknown distill.method 'tinybert': use one of early_exit, kd, theseus"),
+        (
+            {"method": "tinybert"},
+            "unknown distill.method 'tinybert': use one of early_exit, kd, theseus",
+        ),
         ({"bilstm_layers": {"low": 1, "high": 9}}, "search_space.bilstm_layers: .*layers"),
         ({"textcnn_kernel_sizes": {"choices": [[3, 40]]}}, "kernel sizes must lie in 1..32"),
         ({"bilstm_dropout": {"low": 0.0, "high": 1.0}}, "search_space.bilstm_dropout"),
