@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/paper_check.py --threads 1 --write bench/RESULTS.md
 	$(BIN)/python bench/families.py --write bench/RESULTS.md
 	$(BIN)/python bench/honest_numbers.py --write bench/RESULTS.md
+	$(BIN)/python bench/methods.py --write bench/RESULTS.md
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --n-train 128 --student-layers 2 --case pred inter
@@ -75,6 +76,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/worker_scaling.py --quick
 	$(BIN)/python bench/paper_check.py --quick
 	$(BIN)/python bench/families.py --quick
+	$(BIN)/python bench/methods.py --quick
 	$(BIN)/python bench/honest_numbers.py --quick
 
 clean:
