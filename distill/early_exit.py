@@ -80,6 +80,16 @@ def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     return (1.0 - keep) * torch.finfo(dtype).min
 
 
+def layer_mask(
+    attention_mask: torch.Tensor, dtype: torch.dtype, implementation: str
+) -> torch.Tensor:
+    """The mask an encoder layer takes: boolean (True = attend) for sdpa, which then works
+    whatever dtype autocast gives the queries; additive for eager-style kernels."""
+    if implementation == "sdpa":
+        return attention_mask[:, None, None, :].bool()
+    return additive_mask(attention_mask, dtype)
+
+
 class EarlyExitModel(StudentModel):
     """A transformer student with an exit after every layer (see the module doc)."""
 
@@ -114,6 +124,10 @@ class EarlyExitModel(StudentModel):
         base: Any = self.backbone.model.base_model
         out: torch.Tensor = base.embeddings(input_ids=input_ids)
         return out
+
+    def _mask(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        impl = str(getattr(self.backbone.model.config, "_attn_implementation", "eager"))
+        return layer_mask(attention_mask, dtype, impl)
 
     def _layer(self, i: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out = self._layers()[i](hidden, mask)
@@ -161,7 +175,7 @@ class EarlyExitModel(StudentModel):
         try:
             with torch.no_grad():
                 hidden = self._embed(input_ids)
-                mask = additive_mask(attention_mask, hidden.dtype)
+                mask = self._mask(attention_mask, hidden.dtype)
                 states = []
                 for i in range(self.num_layers):
                     hidden = self._layer(i, hidden, mask)
@@ -178,7 +192,7 @@ class EarlyExitModel(StudentModel):
         """Layer by layer; a row leaves at its first exit with uncertainty <= ``speed``."""
         n = input_ids.shape[0]
         hidden = self._embed(input_ids)
-        mask = additive_mask(attention_mask, hidden.dtype)
+        mask = self._mask(attention_mask, hidden.dtype)
         active = torch.arange(n, device=input_ids.device)
         logits: torch.Tensor | None = None
         layer = torch.full((n,), self.num_layers, dtype=torch.long, device=input_ids.device)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .early_exit import EarlyExitModel, additive_mask
+from .early_exit import EarlyExitModel
 from .errors import ModelError
 from .export import _probe_batch, trace_to_onnx
 
@@ -42,7 +42,7 @@ class LayerGraph(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model
         hidden = m._embed(x) if self.i == 0 else x
-        hidden = m._layer(self.i, hidden, additive_mask(attention_mask, hidden.dtype))
+        hidden = m._layer(self.i, hidden, m._mask(attention_mask, hidden.dtype))
         return hidden, m.exit_logits(self.i, hidden)
 
 

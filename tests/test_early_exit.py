@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from distill.attention import SCORES_IMPL
 from distill.batching import train_batches
 from distill.checkpoint import load_student
 from distill.early_exit import EarlyExitModel, normalized_entropy, take_exits
@@ -66,8 +67,10 @@ def _wrapped(tiny_ctx, layers: int = 3) -> EarlyExitModel:  # type: ignore[no-un
     return model
 
 
-def test_the_exit_pass_equals_the_backbone_and_the_offline_rule(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("attention", ["sdpa", SCORES_IMPL])
+def test_the_exit_pass_equals_the_backbone_and_the_offline_rule(tiny_ctx, attention: str) -> None:  # type: ignore[no-untyped-def]
     model = _wrapped(tiny_ctx)
+    model.set_attention(attention)  # the kd method's attention loss uses the scores kernel
     gen = torch.Generator().manual_seed(0)
     batch = next(iter(train_batches(tiny_ctx.train, 16, tiny_ctx.pad_id, gen, False)))
     ids, mask = batch.input_ids, batch.attention_mask

@@ -45,7 +45,7 @@ def test_registries_list_the_builtin_names() -> None:
     ("student", "distill", "match"),
     [
         ({"family": "lstm"}, {}, "unknown student.family 'lstm': use one of bilstm, textcnn"),
-        ({}, {"method": "pkd2"}, "unknown distill.method 'pkd2': use one of kd"),
+        ({}, {"method": "pkd2"}, "unknown distill.method 'pkd2': use one of early_exit, kd"),
         ({"family": "bilstm", "options": {"bilstm": {"layers": 9}}}, {}, "bilstm: layers"),
         ({"options": {"cnn": {}}}, {}, "unknown student.family 'cnn'"),
         ({"family": "textcnn"}, {"hidden_weight": 1.0}, "distill.hidden_weight needs the"),
