@@ -39,6 +39,7 @@ _TRANSFORMER_ONLY = {
     "embedding_weight",
     "pkd_weight",
     "layer_mapping",
+    "method",  # the other families train with kd: a method is chosen for transformers
     "mode",
     "stage1_lr",
     "stage1_epochs",
@@ -149,7 +150,7 @@ def sample_params(
     if "family" in space:
         family = space["family"].suggest(trial)
         values["family"] = family
-    if "method" in space:
+    if "method" in space and PARAMS["method"].family in (None, family):
         method = space["method"].suggest(trial)
         values["method"] = method
     for name, p in space.items():

@@ -274,20 +274,28 @@ def _values(spec: StudySpec, name: str, default: str) -> list[str]:
 
 
 def check_family_method_pairs(spec: StudySpec) -> None:
-    """Every method a trial could sample runs with every family it could sample (e.g.
-    BERT-of-Theseus needs a truncated transformer student)."""
+    """Every method a trial could draw runs with the student it could draw (e.g.
+    BERT-of-Theseus needs a truncated transformer student; early exit at least 2 layers).
+    Only transformer trials draw a method; the other families train with kd."""
     from pydantic import ValidationError
 
     from distill.config import RunConfig
 
     student = spec.student.model_dump(exclude_none=True)
+    families = _values(spec, "family", spec.student.family)
+    if "method" in spec.search_space and "transformer" not in families:
+        raise ValueError(
+            "search_space.method: a method is chosen for transformer students only (the other "
+            f"families train with kd), and no trial draws one (student family "
+            f"{', '.join(families)}): remove method, or search family with transformer"
+        )
     layers = spec.parsed_space().get("student_layers")
     depths: list[Any] = [None]
     if layers is not None:
         depths = [layers.fixed] if layers.is_fixed else list(layers.choices or (layers.low,))
-    for family, method, depth in itertools.product(
-        _values(spec, "family", spec.student.family), _values(spec, "method", "kd"), depths
-    ):
+    for family, method, depth in itertools.product(families, _values(spec, "method", "kd"), depths):
+        if family != "transformer" and method != "kd":
+            continue  # such a trial does not draw a method (see search.space.sample_params)
         shape = {} if depth is None or family != "transformer" else {"num_layers": int(depth)}
         try:
             RunConfig.model_validate(

@@ -168,10 +168,25 @@ def test_theseus_parameters_are_sampled_only_in_theseus_trials() -> None:
         from search.space import check_param_values
 
         check_param_values(parse_param("theseus_p0", {"low": 0.5, "high": 1.5}))
+    # only transformer trials draw a method: the other families train with kd
+    mixed = tiny_spec(
+        search_space={
+            "family": {"choices": ["transformer", "textcnn"]},
+            "method": {"choices": ["kd", "theseus"]},
+        }
+    ).parsed_space()
+    drawn = {"transformer": set(), "textcnn": set()}  # type: dict[str, set[str]]
+    for _ in range(30):
+        trial = study.ask()
+        values = sample_params(mixed, trial, "transformer")
+        drawn[values["family"]].add(values.get("method", "kd (not drawn)"))
+        study.tell(trial, 0.0)
+    assert drawn == {"transformer": {"kd", "theseus"}, "textcnn": {"kd (not drawn)"}}
     with pytest.raises(ValueError, match="method 'theseus' cannot run with student family"):
         tiny_spec(
-            search_space={
-                "family": {"choices": ["transformer", "textcnn"]},
-                "method": {"choices": ["kd", "theseus"]},
-            }
+            student={"kind": "fresh"}, search_space={"method": {"choices": ["kd", "theseus"]}}
+        )
+    with pytest.raises(ValueError, match="a method is chosen for transformer students only"):
+        tiny_spec(
+            student={"family": "bilstm"}, search_space={"method": {"choices": ["kd", "theseus"]}}
         )
