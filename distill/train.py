@@ -146,13 +146,16 @@ class Distiller:
                             f"the loss became {float(loss.detach())} at step {result.steps + 1} "
                             f"(stage {stage.name}): lower train.lr or distill.temperature"
                         )
-                    loss.backward()
+                    # a step may train nothing (Theseus when no module was replaced): then
+                    # there is no gradient, and only the schedule moves on
+                    if loss.requires_grad:
+                        loss.backward()
+                        torch.nn.utils.clip_grad_norm_(
+                            [p for m in params for p in m.parameters() if p.requires_grad],
+                            t.max_grad_norm,
+                        )
+                        optimizer.step()
                     loss_value = loss.detach().item()
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for m in params for p in m.parameters() if p.requires_grad],
-                        t.max_grad_norm,
-                    )
-                    optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     done += 1

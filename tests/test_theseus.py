@@ -190,3 +190,36 @@ def test_theseus_parameters_are_sampled_only_in_theseus_trials() -> None:
         tiny_spec(
             student={"family": "bilstm"}, search_space={"method": {"choices": ["kd", "theseus"]}}
         )
+
+
+def test_a_step_that_replaces_nothing_trains_nothing_and_does_not_fail(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
+    """p0 = 0: no module is ever replaced in phase 1, so its steps have no gradient (every
+    trainable parameter is off the graph); the run goes on and phase 1 changes nothing."""
+    cfg, _, _ = _theseus(tiny_ctx, p0=0.0)
+    seen: dict[str, dict[str, torch.Tensor]] = {}
+    first = {}
+
+    def callback(event: EvalEvent) -> None:
+        if event.stage_name == REPLACE:
+            seen["after_replace"] = {
+                k: v.detach().clone() for k, v in holder["student"].state_dict().items()
+            }
+
+    holder: dict[str, torch.nn.Module] = {}
+    original = Theseus.__init__
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        holder["student"] = self.student
+        first.update({k: v.detach().clone() for k, v in self.student.state_dict().items()})
+
+    Theseus.__init__ = spy  # type: ignore[method-assign]
+    try:
+        result = run_distillation(cfg, ctx=tiny_ctx, callback=callback)
+    finally:
+        Theseus.__init__ = original  # type: ignore[method-assign]
+    assert result.steps > 0
+    after = seen["after_replace"]
+    assert all(torch.equal(first[k], after[k]) for k in first)  # phase 1 moved nothing
+    final = result.student.state_dict()
+    assert any(not torch.equal(after[k], final[k]) for k in after)  # phase 2 trained

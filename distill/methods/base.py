@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from ..families.base import ModelOutputs, StudentModel
+from ..losses import prediction_loss
 
 if TYPE_CHECKING:
     from ..batching import Batch
@@ -89,3 +90,16 @@ class DistillationMethod(ABC):
 
     @abstractmethod
     def loss(self, stage: Stage, step: StepInputs) -> torch.Tensor: ...
+
+    def prediction_loss(self, step: StepInputs) -> torch.Tensor:
+        """The configured prediction-layer loss: ``(1 - alpha) * soft(T) + alpha * hard CE``."""
+        d = self.cfg.distill
+        return prediction_loss(
+            step.student.logits,
+            step.teacher_logits,
+            step.batch.labels,
+            soft_loss=d.soft_loss,
+            temperature=d.temperature,
+            alpha=d.alpha,
+            t2_scaling=d.t2_scaling,
+        )

@@ -19,7 +19,7 @@ from torch import nn
 from ..attention import SCORES_IMPL
 from ..errors import ConfigError
 from ..families.base import ATTENTIONS, HIDDEN_STATES
-from ..losses import attention_mse, embedding_mse, hidden_mse, pkd_loss, prediction_loss
+from ..losses import attention_mse, embedding_mse, hidden_mse, pkd_loss
 from .base import DistillationMethod, Stage, StepInputs
 from .registry import register_method
 
@@ -109,18 +109,9 @@ class KnowledgeDistillation(DistillationMethod):
 
     def loss(self, stage: Stage, step: StepInputs) -> torch.Tensor:
         prediction, intermediate = self._losses[stage.name]
-        d = self.cfg.distill
         total = torch.zeros((), device=step.student.logits.device)
         if prediction:
-            total = total + prediction_loss(
-                step.student.logits,
-                step.teacher_logits,
-                step.batch.labels,
-                soft_loss=d.soft_loss,
-                temperature=d.temperature,
-                alpha=d.alpha,
-                t2_scaling=d.t2_scaling,
-            )
+            total = total + self.prediction_loss(step)
         if intermediate:
             total = total + self._intermediate_loss(step)
         return total

@@ -29,7 +29,6 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..families.base import ModelOutputs
-from ..losses import prediction_loss
 from .base import DistillationMethod, Stage, StepInputs
 from .registry import method_options, register_method
 
@@ -161,13 +160,4 @@ class Theseus(DistillationMethod):
             self.encoder.layer = self.successor
 
     def loss(self, stage: Stage, step: StepInputs) -> torch.Tensor:
-        d = self.cfg.distill
-        return prediction_loss(
-            step.student.logits,
-            step.teacher_logits,
-            step.batch.labels,
-            soft_loss=d.soft_loss,
-            temperature=d.temperature,
-            alpha=d.alpha,
-            t2_scaling=d.t2_scaling,
-        )
+        return self.prediction_loss(step)
