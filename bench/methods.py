@@ -11,7 +11,7 @@ trials, all with the same optimizer steps (``--epochs`` epochs of the labelled r
   30% fine-tuning the successor;
 - ``early_exit``: FastBERT's shape, the whole 6-layer model with an exit after every layer,
   half the steps on the backbone and half on the exits (self-distillation from the final
-  layer), trained speed in {0.1, 0.3}.
+  layer, lr 2e-3), trained speed in {0.3, 0.6}.
 
 Per method the best trial (kdsearch's recommendation rule among that method's trials) is
 scored on the test split; CPU latency is re-measured round-robin against the teacher (same
@@ -59,6 +59,7 @@ from distill.early_exit import EarlyExitModel, take_exits  # noqa: E402
 from distill.evaluate import all_exit_logits, measure_latency_ms  # noqa: E402
 from distill.held_out import score_on_test  # noqa: E402
 from distill.metrics import confidence_metrics  # noqa: E402
+from distill.speed_sweep import SWEEP_SPEEDS  # noqa: E402
 from search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
 from search.objective import build_run_config  # noqa: E402
 from search.runner import create_study  # noqa: E402
@@ -67,7 +68,7 @@ from search.worker import Worker, WorkerOptions  # noqa: E402
 
 SECTION = "## Methods side by side: KD, PKD, BERT-of-Theseus, FastBERT early exits"
 METHODS = ("kd", "pkd", "theseus", "early_exit")
-SWEEP_TIMED = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 1.0)  # speeds re-timed against the teacher
+SWEEP_TIMED = SWEEP_SPEEDS  # every speed of a trial's sweep, re-timed against the teacher
 
 
 def arms(epochs: float) -> list[tuple[str, dict[str, Any]]]:
@@ -81,7 +82,7 @@ def arms(epochs: float) -> list[tuple[str, dict[str, Any]]]:
         out.append(("pkd", {**base, **pkd}))
     for p0 in (0.5, 0.7):
         out.append(("theseus", {**base, "method": "theseus", "temperature": 2.0, "theseus_p0": p0}))
-    for speed in (0.1, 0.3):
+    for speed in (0.3, 0.6):
         ee = {"method": "early_exit", "temperature": 2.0, "student_layers": 6, "epochs": half}
         out.append(("early_exit", {**base, **ee, "early_exit_speed": speed}))
     return out
@@ -102,9 +103,9 @@ def make_spec(args: argparse.Namespace) -> StudySpec:
         "pkd_weight": {"choices": [0.0, 10.0, 100.0]},
         "layer_mapping": {"choices": ["uniform", "pkd_skip"]},
         "theseus_p0": {"choices": [0.5, 0.7]},
-        "early_exit_speed": {"choices": [0.1, 0.3]},
+        "early_exit_speed": {"choices": [0.3, 0.6]},
         "early_exit_epochs": round(e / 2, 4),
-        "early_exit_lr": 5e-4,
+        "early_exit_lr": 2e-3,
         "alpha": 0.3,
         "soft_loss": "kl",
         "lr": 1e-4,

@@ -62,16 +62,21 @@ def take_exits(exits: torch.Tensor, speed: float) -> tuple[torch.Tensor, torch.T
 
 
 class ExitHead(nn.Module):
-    """One early exit: [CLS] -> dense -> tanh -> dropout -> classes."""
+    """One early exit: [[CLS]; masked mean of the tokens] -> dense -> tanh -> dropout ->
+    classes. The mean matters: in an early layer [CLS] has gathered little of the sentence
+    yet (FastBERT's exits attend over every token for the same reason)."""
 
     def __init__(self, hidden: int, width: int, num_labels: int, dropout: float) -> None:
         super().__init__()
-        self.dense = nn.Linear(hidden, width)
+        self.dense = nn.Linear(2 * hidden, width)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(width, num_labels)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(torch.tanh(self.dense(hidden_states[:, 0]))))
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        keep = attention_mask[:, :, None].to(hidden_states.dtype)
+        mean = (hidden_states * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        pooled = torch.cat([hidden_states[:, 0], mean], dim=-1)
+        return self.out(self.dropout(torch.tanh(self.dense(pooled))))
 
 
 def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -145,9 +150,14 @@ class EarlyExitModel(StudentModel):
         logits: torch.Tensor = model.classifier(dropout(pooled) if dropout else pooled)
         return logits
 
-    def exit_logits(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
+    def exit_logits(
+        self, i: int, hidden: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Exit ``i`` (0-based layer index)'s logits for that layer's output."""
-        return self._final(hidden) if i == self.num_layers - 1 else self.exits[i](hidden)
+        if i == self.num_layers - 1:
+            return self._final(hidden)
+        out: torch.Tensor = self.exits[i](hidden, attention_mask)
+        return out
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -183,7 +193,10 @@ class EarlyExitModel(StudentModel):
                 final = self._final(hidden)
         finally:
             self.backbone.train(was_training)
-        exits = (*(self.exits[i](h) for i, h in enumerate(states[:-1])), final)
+        exits = (
+            *(self.exits[i](h, attention_mask) for i, h in enumerate(states[:-1])),
+            final,
+        )
         return ModelOutputs(final, exits=exits)
 
     def early(
@@ -198,7 +211,7 @@ class EarlyExitModel(StudentModel):
         layer = torch.full((n,), self.num_layers, dtype=torch.long, device=input_ids.device)
         for i in range(self.num_layers):
             hidden = self._layer(i, hidden, mask)
-            here = self.exit_logits(i, hidden)
+            here = self.exit_logits(i, hidden, attention_mask)
             if logits is None:
                 logits = here.new_empty((n, here.shape[-1]))
             if i == self.num_layers - 1:
@@ -211,6 +224,7 @@ class EarlyExitModel(StudentModel):
             if not bool(stay.any()):
                 break
             hidden, mask, active = hidden[stay], mask[stay], active[stay]
+            attention_mask = attention_mask[stay]
         assert logits is not None
         return ModelOutputs(logits, exit_layer=layer.cpu())
 

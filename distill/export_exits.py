@@ -43,7 +43,7 @@ class LayerGraph(nn.Module):
         m = self.model
         hidden = m._embed(x) if self.i == 0 else x
         hidden = m._layer(self.i, hidden, m._mask(attention_mask, hidden.dtype))
-        return hidden, m.exit_logits(self.i, hidden)
+        return hidden, m.exit_logits(self.i, hidden, attention_mask)
 
 
 def export_exit_graphs(

@@ -53,7 +53,7 @@ class EarlyExitOptions(BaseModel):
         default="final", description="exits learn the final layer's (or the teacher's) outputs"
     )
     epochs: float = Field(default=1.0, gt=0.0, le=100.0, description="epochs training the exits")
-    lr: float = Field(default=5e-4, gt=0.0, le=1.0, description="learning rate of the exits")
+    lr: float = Field(default=2e-3, gt=0.0, le=1.0, description="learning rate of the exits")
     width: int = Field(default=128, ge=8, le=4096, description="width of each exit's hidden layer")
 
 
