@@ -128,7 +128,7 @@ def section(
         payload["pick"] = {"number": chosen.number, "params": chosen.params, "metrics": m}
     lines += ["", *verdict, ""]
     lines += [
-        "Front and notable trials (validation):",
+        "Every trial, by validation accuracy:",
         "",
         "| trial | student, method | val acc | val conf_sigma | speed-up | feasible |",
         "| --- | --- | --- | --- | --- | --- |",
