@@ -80,6 +80,18 @@ def fmt(value: Any) -> str:
     return e(value)
 
 
+def _figure(name: str, data: bytes, caption: str) -> str:
+    """A plot with its caption, ``id="plot-<name>"``."""
+    return (
+        f'<figure id="plot-{name}">{img(data, caption)}'
+        f"<figcaption>{e(caption)}</figcaption></figure>"
+    )
+
+
+def _notes(notes: list[str]) -> str:
+    return "".join(f'<p class="note">{e(n)}</p>' for n in notes)
+
+
 def img(data: bytes, alt: str, cls: str = "") -> str:
     b64 = base64.b64encode(data).decode("ascii")
     klass = f' class="{cls}"' if cls else ""
@@ -188,20 +200,14 @@ def _recommended(r: Report) -> str:
     params = "".join(
         f'<tr><th>{e(k)}</th><td class="num">{fmt(v)}</td></tr>' for k, v in rec["params"].items()
     )
-    figures = []
     captions = {
         "reliability": "Reliability diagram: teacher (blue) and the recommended student "
         "(orange), with each one's ECE.",
         "confidence_scatter": "Teacher against student probability of the reference class, "
         "one dot per held-out example; conf_sigma is computed on the green dots.",
     }
-    for name, caption in captions.items():
-        if name in r.plots:
-            figures.append(
-                f'<figure id="plot-{name}">{img(r.plots[name], caption)}'
-                f"<figcaption>{e(caption)}</figcaption></figure>"
-            )
-    notes = "".join(f'<p class="note">{e(n)}</p>' for n in r.plot_notes)
+    figures = [_figure(name, r.plots[name], c) for name, c in captions.items() if name in r.plots]
+    notes = _notes(r.plot_notes)
     return (
         f'<section id="recommended"><h2>Recommended trial {rec["number"]}</h2>'
         f'<p class="sub">{e(chosen)}</p>'
@@ -323,13 +329,8 @@ def _speed_sweep(r: Report) -> str:
         "teacher, one point per speed threshold, all from one trained model; ringed: the "
         "speed the trial was trained and scored at."
     )
-    figure = (
-        f'<figure id="plot-speed_sweep">{img(s.png, caption)}'
-        f"<figcaption>{e(caption)}</figcaption></figure>"
-        if s.png
-        else ""
-    )
-    notes = "".join(f'<p class="note">{e(n)}</p>' for n in s.notes)
+    figure = _figure("speed_sweep", s.png, caption) if s.png else ""
+    notes = _notes(s.notes)
     return (
         f'<section id="speed-sweep"><h2>Early exit: speed sweep of trial {s.number}</h2>'
         f'<p class="sub">{e(who)}: a row leaves at the first exit whose normalised entropy '

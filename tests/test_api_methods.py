@@ -4,7 +4,6 @@ Chromium, and importances name ``method`` while setting a method's own options a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from search.report import param_importances
 
 from .search_helpers import tiny_spec
 from .test_api import Server, alice_server
-from .test_report import _headless
+from .test_report import probe_in_chromium
 
 SPACE = {
     "method": {"choices": ["kd", "theseus", "early_exit"]},
@@ -103,31 +102,12 @@ def test_a_study_over_methods_completes_and_its_report_renders(
         assert f">{name}<" in html  # the leaderboard's method column
     report = tmp_path / "report.html"
     report.write_text(html)
-    wrapper = tmp_path / "wrapper.html"
-    wrapper.write_text(
-        "<!DOCTYPE html><html><body>"
-        f'<iframe id="r" src="{report.as_uri()}" width="1280" height="3000"></iframe>'
-        '<pre id="out">pending</pre><script>'
-        "document.getElementById('r').addEventListener('load', function () {"
-        "  var doc = this.contentDocument, res = [];"
-        "  for (var i = 0; i < doc.images.length; i++) {"
-        "    var im = doc.images[i]; res.push(im.complete && im.naturalWidth > 0);"
-        "  }"
-        "  var sweep = doc.getElementById('speed-sweep');"
-        "  document.getElementById('out').textContent = JSON.stringify({loaded: res,"
-        "    sweep: sweep !== null && sweep.getBoundingClientRect().height > 100});"
-        "});</script></body></html>"
-    )
-    proc = _headless(
+    result = probe_in_chromium(
+        report,
         tmp_path,
-        "--allow-file-access-from-files",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        wrapper.as_uri(),
+        "sweep: doc.getElementById('speed-sweep') !== null"
+        " && doc.getElementById('speed-sweep').getBoundingClientRect().height > 100",
     )
-    found = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
-    assert found is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = json.loads(found.group(1))
     assert result["sweep"] is True
     assert len(result["loaded"]) >= 2 and all(result["loaded"])
 

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import optuna
@@ -266,6 +267,36 @@ def _headless(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def probe_in_chromium(page: Path, tmp_path: Path, fields: str) -> dict[str, Any]:
+    """Load ``page`` in an iframe of headless Chromium and return, as JSON, whether each of
+    its images loaded (``loaded``) plus ``fields``: JavaScript object members over ``doc``,
+    the page's document."""
+    wrapper = tmp_path / "wrapper.html"
+    wrapper.write_text(
+        "<!DOCTYPE html><html><body>"
+        f'<iframe id="r" src="{page.as_uri()}" width="1280" height="3000"></iframe>'
+        '<pre id="out">pending</pre><script>'
+        "document.getElementById('r').addEventListener('load', function () {"
+        "  var doc = this.contentDocument, res = [];"
+        "  for (var i = 0; i < doc.images.length; i++) {"
+        "    var im = doc.images[i]; res.push(im.complete && im.naturalWidth > 0);"
+        "  }"
+        f"  document.getElementById('out').textContent = JSON.stringify({{loaded: res, {fields}}});"
+        "});</script></body></html>"
+    )
+    proc = _headless(
+        tmp_path,
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        wrapper.as_uri(),
+    )
+    found = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
+    assert found is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out: dict[str, Any] = json.loads(found.group(1))
+    return out
+
+
 def test_chromium_renders_the_page_and_loads_every_image(report_html: Path, tmp_path: Path) -> None:
     shot = tmp_path / "shot.png"
     proc = _headless(
@@ -279,30 +310,11 @@ def test_chromium_renders_the_page_and_loads_every_image(report_html: Path, tmp_
     top_share = max(n for n, _ in colours) / (1280 * 4000)
     assert top_share < 0.9
 
-    wrapper = tmp_path / "wrapper.html"
-    wrapper.write_text(
-        "<!DOCTYPE html><html><body>"
-        f'<iframe id="r" src="{report_html.as_uri()}" width="1280" height="3000"></iframe>'
-        '<pre id="out">pending</pre><script>'
-        "document.getElementById('r').addEventListener('load', function () {"
-        "  var doc = this.contentDocument, res = [];"
-        "  for (var i = 0; i < doc.images.length; i++) {"
-        "    var im = doc.images[i]; res.push(im.complete && im.naturalWidth > 0);"
-        "  }"
-        "  document.getElementById('out').textContent = JSON.stringify("
-        "    {title: doc.title, loaded: res, verdict: doc.getElementById('verdict') !== null});"
-        "});</script></body></html>"
-    )
-    proc = _headless(
+    result = probe_in_chromium(
+        report_html,
         tmp_path,
-        "--allow-file-access-from-files",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        wrapper.as_uri(),
+        "title: doc.title, verdict: doc.getElementById('verdict') !== null",
     )
-    found = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
-    assert found is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = json.loads(found.group(1))
     assert result["title"] == f"kdsearch confidence report: {SID}"
     assert result["loaded"] == [True, True, True]
     assert result["verdict"] is True
