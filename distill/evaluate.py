@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 
 import torch
 
-from .batching import EncodedSplit, eval_batches
+from .batching import Batch, EncodedSplit, eval_batches
 from .device import autocast
-from .families.base import StudentModel
+from .families.base import EXITS, ModelOutputs, StudentModel
+
+
+def _eval_passes(
+    model: StudentModel,
+    split: EncodedSplit,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    bf16: bool,
+    needs: frozenset[str] = frozenset(),
+) -> Iterator[tuple[Batch, ModelOutputs]]:
+    """The model's outputs for each length-sorted batch of ``split``, in eval mode (its
+    training mode is restored afterwards); no gradient."""
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in eval_batches(split, batch_size, pad_id):
+            b = batch.to(device)
+            with torch.no_grad(), autocast(device, bf16):
+                result = model(b.input_ids, b.attention_mask, needs)
+            yield batch, result
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -23,14 +47,9 @@ def predict_outputs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits (n, C) as float32 on the CPU, rows in the split's order, and for a student
     with early exits the 1-based layer each row left at (else None)."""
-    was_training = model.training
-    model.eval()
     out: torch.Tensor | None = None
     layers: torch.Tensor | None = None
-    for batch in eval_batches(split, batch_size, pad_id):
-        b = batch.to(device)
-        with autocast(device, bf16):
-            result = model(b.input_ids, b.attention_mask)
+    for batch, result in _eval_passes(model, split, batch_size, pad_id, device, bf16):
         logits = result.logits.float().cpu()
         if out is None:
             out = torch.empty((len(split), logits.shape[-1]), dtype=torch.float32)
@@ -39,7 +58,6 @@ def predict_outputs(
             if layers is None:
                 layers = torch.zeros(len(split), dtype=torch.long)
             layers[batch.index] = result.exit_layer.cpu()
-    model.train(was_training)
     assert out is not None, "empty split"
     return out, layers
 
@@ -66,21 +84,15 @@ def all_exit_logits(
     bf16: bool = True,
 ) -> torch.Tensor:
     """Every exit's logits ``(L, n, C)`` of a student with early exits (float32, CPU)."""
-    from .families.base import EXITS
-
-    was_training = model.training
-    model.eval()
     out: torch.Tensor | None = None
-    for batch in eval_batches(split, batch_size, pad_id):
-        b = batch.to(device)
-        with autocast(device, bf16):
-            exits = model(b.input_ids, b.attention_mask, frozenset({EXITS})).exits
+    needs = frozenset({EXITS})
+    for batch, result in _eval_passes(model, split, batch_size, pad_id, device, bf16, needs):
+        exits = result.exits
         assert exits is not None, f"{type(model).__name__} has no early exits"
         stacked = torch.stack([e.float().cpu() for e in exits])
         if out is None:
             out = torch.empty((stacked.shape[0], len(split), stacked.shape[-1]))
         out[:, batch.index] = stacked
-    model.train(was_training)
     assert out is not None, "empty split"
     return out
 
