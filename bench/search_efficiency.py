@@ -53,7 +53,8 @@ from bench._search_report import SECTION, section, summarise  # noqa: E402
 from bench._trials import TINY_TEACHER  # noqa: E402
 from distill.config import DataConfig  # noqa: E402
 from distill.data import load_dataset  # noqa: E402
-from search.pruning import estimate_saved_fraction, intermediate_vectors  # noqa: E402
+from search.intermediates import intermediate_vectors  # noqa: E402
+from search.pruning import estimate_saved_fraction  # noqa: E402
 from search.runner import run_study  # noqa: E402
 from search.spec import StudySpec  # noqa: E402
 

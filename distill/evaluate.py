@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Iterator
@@ -11,6 +12,22 @@ import torch
 from .batching import Batch, EncodedSplit, eval_batches
 from .device import autocast
 from .families.base import EXITS, ModelOutputs, StudentModel
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode inside; afterwards every submodule gets its own earlier mode back.
+
+    ``model.train(was_training)`` would set *every* submodule to the wrapper's mode: a
+    wrapper left in train mode around a frozen teacher would switch the teacher's dropout on.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _eval_passes(
@@ -24,16 +41,12 @@ def _eval_passes(
 ) -> Iterator[tuple[Batch, ModelOutputs]]:
     """The model's outputs for each length-sorted batch of ``split``, in eval mode (its
     training mode is restored afterwards); no gradient."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for batch in eval_batches(split, batch_size, pad_id):
             b = batch.to(device)
             with torch.no_grad(), autocast(device, bf16):
                 result = model(b.input_ids, b.attention_mask, needs)
             yield batch, result
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -120,8 +133,6 @@ def measure_latency_ms(
     (``batches`` length-sorted batches from the middle of the length distribution), the
     same batch size, in the calling process with its thread settings.
     """
-    was_training = model.training
-    model.eval()
     it = list(eval_batches(split, batch_size, pad_id))
     # Measure on the middle of the length distribution, not only the shortest rows.
     picked = [b.to(device) for b in (it[len(it) // 2 :][:batches] or it)]
@@ -138,7 +149,7 @@ def measure_latency_ms(
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    one_pass()  # warm-up: allocator, kernels, caches
-    timings = sorted(one_pass() for _ in range(max(1, repeats)))
-    model.train(was_training)
+    with eval_mode(model):
+        one_pass()  # warm-up: allocator, kernels, caches
+        timings = sorted(one_pass() for _ in range(max(1, repeats)))
     return 1000.0 * statistics.median(timings) / max(1, n_examples)

@@ -49,7 +49,9 @@ class Teacher:
     def module(self) -> HFClassifier:
         """The teacher behind the family interface (shares the weights of ``model``)."""
         if self._module is None or self._module.model is not self.model:
-            self._module = HFClassifier(self.model)
+            # the wrapper takes the model's mode (a frozen teacher runs in eval mode), or a
+            # later ``module.train(was_training)`` would switch the model's dropout on
+            self._module = HFClassifier(self.model).train(self.model.training)
         return self._module
 
     @property

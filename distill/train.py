@@ -39,6 +39,12 @@ class EvalEvent:
     train_loss: float
     metrics: dict[str, Any]
     final: bool = False  # the run's last evaluation: pruning now would save nothing
+    total_steps: int = 0  # the run's whole budget in optimiser steps (all stages)
+
+    @property
+    def progress(self) -> float:
+        """Share of the run's budget done at this evaluation, in (0, 1]."""
+        return self.step / self.total_steps if self.total_steps else 0.0
 
 
 EvalCallback = Callable[[EvalEvent], None]
@@ -128,6 +134,7 @@ class Distiller:
         gen = torch.Generator().manual_seed(t.seed)
         eval_every = t.eval_every_steps or per_epoch
         params: list[nn.Module] = [self.student, *self.method.extra_modules()]
+        self.ctx.teacher.module.eval()  # frozen: no dropout in the targets it hands over
         self.student.train()
         for stage, budget in zip(stages, budgets, strict=True):
             self.method.begin_stage(stage)
@@ -173,6 +180,7 @@ class Distiller:
                             running / max(1, count),
                             self.evaluate(),
                             final=stage is stages[-1] and done == budget,
+                            total_steps=total_steps,
                         )
                         running, count = 0.0, 0
                         result.history.append(event)

@@ -20,7 +20,7 @@ from distill.train import EvalEvent
 
 from .artifacts import probe_writable, upload_trial_outputs
 from .leaderboard import SPEED_SWEEP_ATTR
-from .pruning import DominancePruner, record_intermediate
+from .pruning import IntermediateReporter
 from .space import apply_params, sample_params
 from .spec import StudySpec
 from .storage import database_unavailable, first_line
@@ -96,32 +96,15 @@ class TrialObjective:
         self.should_abort = should_abort
         self.last_trial_number: int | None = None
         self.database_failed = False  # the last trial failed because the database did
-        p = spec.pruner
         self.multi = len(spec.objectives) > 1
-        self.dominance = (
-            DominancePruner(p.min_trials, p.min_dominating, p.warmup_steps)
-            if self.multi and p.name != "none"
-            else None
-        )
+        self.report = IntermediateReporter.from_spec(spec)
 
     def _on_eval(self, trial: optuna.Trial) -> Callable[[EvalEvent], None]:
         def callback(event: EvalEvent) -> None:
             if self.should_abort():
                 raise StopRequested("the worker was stopped during this trial")
             values = objective_values(self.spec, event.metrics)
-            if not self.multi:
-                trial.report(values[0], event.step)
-                # at the final evaluation training is done: stopping would only lose the result
-                if not event.final and trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at step {event.step}")
-                return
-            record_intermediate(trial, event.step, values)
-            if (
-                not event.final
-                and self.dominance is not None
-                and self.dominance.should_prune(trial.study, trial.number, event.step, values)
-            ):
-                raise optuna.TrialPruned(f"dominated at step {event.step}")
+            self.report(trial, event.step, event.total_steps, values, event.final)
 
         return callback
 

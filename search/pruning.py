@@ -1,115 +1,70 @@
-"""Pruning: Optuna's pruners for one objective, a Pareto-dominance rule for several.
+"""Pruning: Optuna's pruners for one objective; progress-based rules for any number.
 
-Optuna 5 raises ``NotImplementedError`` from ``Trial.report`` when a study has more than one
-objective, and its pruners only read ``FrozenTrial.intermediate_values`` (one float per step).
-So a multi-objective trial stores its intermediate objective *vectors* itself, as the user
-attribute :data:`INTERMEDIATE_ATTR`: a JSON object ``{"<step>": [v_1, ..., v_k]}`` with one
-value per objective, in the study's objective order (:func:`record_intermediate` writes it,
-:func:`intermediate_vectors` reads it back). :class:`DominancePruner` decides on those vectors.
+Optuna's pruners only read ``FrozenTrial.intermediate_values`` (one float per step) and Optuna
+5 refuses ``Trial.report`` in a multi-objective study, so kdsearch records each trial's
+intermediate objective *vectors* and its budget itself (:mod:`search.intermediates`) and
+decides with its own rules:
 
-Steps count finished units of work: kdsearch's objective records at the global optimiser step
-``s`` of the evaluation (``EvalEvent.step``), ``1 <= s <= max_steps``, so ``max_steps`` for
-:func:`estimate_saved_fraction` is a full trial's optimiser steps, and ``warmup_steps`` is in
-optimiser steps too. Peers are matched on the same step, so the rule prunes among trials
-with the same batch size and evaluation cadence.
+- ``dominance`` (:class:`DominancePruner`): stop a trial whose vector is Pareto-dominated by
+  at least ``min_dominating`` peers at the same progress.
+- ``pareto_rank`` (:class:`ParetoRankPruner`): sort the trial's vector and its peers' into
+  non-dominated fronts and stop the trial when at least ``percentile`` % of the peers sit in
+  a strictly better front (Optuna's ``PercentilePruner`` read on Pareto ranks).
+
+Both compare trials at the same *progress*, the share of their own training budget done
+(``step / budget``), so trials with different batch sizes, epochs or data sizes still meet:
+a peer's vector at that progress is read off its curve by linear interpolation
+(:func:`search.intermediates.vector_at`). Peers are finished trials (COMPLETE or PRUNED) whose
+curve spans that progress; nothing is pruned while fewer than ``min_trials`` exist, or before
+``warmup_progress`` (or ``warmup_steps`` optimiser steps). A trial that recorded no budget is
+compared on raw steps with peers that recorded none either (studies from before budgets).
+
+:class:`IntermediateReporter` is what an objective calls at each evaluation: it records the
+vector, asks the study's rule (or Optuna's pruner for a single objective) and raises
+``optuna.TrialPruned``. The tabular benchmark's simulator calls the same reporter.
 """
 
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Mapping, Sequence
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
+import numpy as np
 import optuna
 from optuna.study import StudyDirection
-from optuna.trial import BaseTrial, FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState
+
+from .intermediates import (
+    as_float,
+    budget_steps,
+    check_step,
+    intermediate_vectors,
+    progress_curve,
+    record_budget,
+    record_intermediate,
+    vector_at,
+)
 
 __all__ = [
-    "INTERMEDIATE_ATTR",
+    "PROGRESS_RULES",
     "SINGLE_OBJECTIVE_PRUNERS",
     "DominancePruner",
+    "IntermediateReporter",
+    "ParetoRankPruner",
+    "ProgressPruner",
     "dominates",
     "estimate_saved_fraction",
-    "intermediate_vectors",
+    "make_progress_pruner",
     "make_single_objective_pruner",
-    "record_intermediate",
+    "pareto_ranks",
 ]
 
-INTERMEDIATE_ATTR = "kd_intermediate"
 SINGLE_OBJECTIVE_PRUNERS = ("median", "hyperband", "successive_halving", "none")
+PROGRESS_RULES = ("dominance", "pareto_rank")
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-# --------------------------------------------------------------------------- intermediates
-
-
-def _check_step(step: int) -> int:
-    try:
-        value = operator.index(step)
-    except TypeError:
-        value = -1
-    if isinstance(step, bool) or value < 0:
-        raise ValueError(f"step must be a non-negative int, got {step!r}")
-    return value
-
-
-def record_intermediate(trial: BaseTrial, step: int, values: Sequence[float]) -> None:
-    """Store the objective vector ``values`` of ``trial`` at ``step`` (merged into the attr).
-
-    A later call for the same step replaces the earlier vector. Non-finite numbers are stored
-    as JSON ``null`` and read back as NaN, which ranks as the worst value in :func:`dominates`.
-    For a live :class:`optuna.Trial` the vector length must match the study's objectives.
-    """
-    step = _check_step(step)
-    vector = [float(v) for v in values]
-    if not vector:
-        raise ValueError("values must hold one value per objective, got an empty sequence")
-    if isinstance(trial, optuna.Trial):
-        n_objectives = len(trial.study.directions)
-        if len(vector) != n_objectives:
-            raise ValueError(
-                f"values has {len(vector)} entries but the study has {n_objectives} objectives"
-            )
-    stored: dict[str, Any] = {}
-    current = trial.user_attrs.get(INTERMEDIATE_ATTR)
-    if isinstance(current, Mapping):
-        stored.update(current)
-    stored[str(step)] = [v if math.isfinite(v) else None for v in vector]
-    trial.set_user_attr(INTERMEDIATE_ATTR, stored)
-
-
-def _as_float(v: Any) -> float:
-    if v is None or isinstance(v, bool):
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def intermediate_vectors(trial: FrozenTrial) -> dict[int, list[float]]:
-    """The trial's intermediate objective vectors by step, sorted by step.
-
-    Read from the :data:`INTERMEDIATE_ATTR` user attribute; a trial without it (a
-    single-objective trial that used ``trial.report``) gives its ``intermediate_values`` as
-    one-element vectors. Malformed entries are skipped; ``null`` values come back as NaN.
-    """
-    raw = trial.user_attrs.get(INTERMEDIATE_ATTR)
-    out: dict[int, list[float]] = {}
-    if isinstance(raw, Mapping):
-        for key, vec in raw.items():
-            try:
-                step = int(key)
-            except (TypeError, ValueError):
-                continue
-            if step < 0 or not isinstance(vec, list | tuple) or not vec:
-                continue
-            out[step] = [_as_float(v) for v in vec]
-    elif trial.intermediate_values:
-        out = {int(s): [_as_float(v)] for s, v in trial.intermediate_values.items()}
-    return dict(sorted(out.items()))
 
 
 # --------------------------------------------------------------------------- dominance
@@ -117,7 +72,7 @@ def intermediate_vectors(trial: FrozenTrial) -> dict[int, list[float]]:
 
 def _loss(value: float, direction: StudyDirection) -> float:
     """Map a value so that lower is better; NaN (a missing value) is the worst."""
-    v = _as_float(value)
+    v = as_float(value)
     if math.isnan(v):
         return math.inf
     return -v if direction == StudyDirection.MAXIMIZE else v
@@ -146,7 +101,36 @@ def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Study
     return no_worse and better
 
 
-# --------------------------------------------------------------------------- dominance pruner
+def pareto_ranks(
+    vectors: Sequence[Sequence[float]], directions: Sequence[StudyDirection]
+) -> list[int]:
+    """Each vector's non-dominated front, 0 for the Pareto front, 1 for the next, ...
+
+    >>> from optuna.study import StudyDirection as D
+    >>> pareto_ranks([[0.9, 0.2], [0.8, 0.1], [0.7, 0.3], [0.6, 0.4]], [D.MAXIMIZE, D.MINIMIZE])
+    [0, 0, 1, 2]
+    """
+    if not len(vectors):
+        return []
+    loss = np.array(
+        [[_loss(v, d) for v, d in zip(vec, directions, strict=True)] for vec in vectors], float
+    )
+    # dominated_by[i, j]: j dominates i (no worse anywhere, better somewhere)
+    le = np.all(loss[None, :, :] <= loss[:, None, :], axis=2)
+    lt = np.any(loss[None, :, :] < loss[:, None, :], axis=2)
+    dominated_by = le & lt
+    ranks = np.full(len(vectors), -1)
+    remaining = np.ones(len(vectors), bool)
+    front = 0
+    while remaining.any():
+        current = remaining & ~np.any(dominated_by[:, remaining], axis=1)
+        ranks[current] = front
+        remaining &= ~current
+        front += 1
+    return [int(r) for r in ranks]
+
+
+# --------------------------------------------------------------------------- progress rules
 
 
 def _check_int(name: str, value: int, minimum: int) -> int:
@@ -157,45 +141,71 @@ def _check_int(name: str, value: int, minimum: int) -> int:
     return value
 
 
-class DominancePruner:
-    """Multi-objective pruning by Pareto dominance of intermediate vectors.
+def _check_fraction(name: str, value: float, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
 
-    A trial is stopped at step ``s`` when its objective vector at ``s`` is dominated by the
-    vectors at the same step ``s`` of at least ``min_dominating`` other trials. Only finished
-    trials (COMPLETE or PRUNED) that recorded a vector at step ``s`` count as peers. Nothing is
-    pruned while ``s < warmup_steps`` or while fewer than ``min_trials`` peers exist at ``s``.
 
-    Example (inside an objective; ``study`` is the running study)::
+class ProgressPruner(ABC):
+    """A multi-objective pruning rule that compares trials at the same progress.
 
-        pruner = DominancePruner(min_trials=4, min_dominating=2, warmup_steps=1)
-        for step in range(1, max_steps + 1):
-            vector = train_and_evaluate(step)          # e.g. [accuracy, conf_sigma]
-            record_intermediate(trial, step, vector)
-            if pruner.should_prune(study, trial.number, step, vector):
-                raise optuna.TrialPruned()
+    Subclasses say, in :meth:`decide`, whether a vector is bad enough among its peers'.
     """
 
-    def __init__(self, min_trials: int = 4, min_dominating: int = 2, warmup_steps: int = 0):
-        self.min_trials = _check_int("min_trials", min_trials, 1)
-        self.min_dominating = _check_int("min_dominating", min_dominating, 1)
-        self.warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
+    name: ClassVar[str]
 
-    def __repr__(self) -> str:
-        return (
-            f"DominancePruner(min_trials={self.min_trials}, "
-            f"min_dominating={self.min_dominating}, warmup_steps={self.warmup_steps})"
-        )
+    def __init__(self, min_trials: int = 4, warmup_steps: int = 0, warmup_progress: float = 0.0):
+        self.min_trials = _check_int("min_trials", min_trials, 1)
+        self.warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
+        self.warmup_progress = _check_fraction("warmup_progress", warmup_progress, 0.0, 1.0)
+
+    @abstractmethod
+    def decide(
+        self,
+        vector: Sequence[float],
+        peers: Sequence[Sequence[float]],
+        directions: Sequence[StudyDirection],
+    ) -> bool:
+        """Prune ``vector`` given ``peers`` (at least ``min_trials`` of them)?"""
 
     def should_prune(
-        self, study: optuna.Study, trial_number: int, step: int, vector: Sequence[float]
+        self,
+        study: optuna.Study,
+        trial_number: int,
+        step: int,
+        vector: Sequence[float],
+        total_steps: int | None = None,
     ) -> bool:
-        """Decide for trial ``trial_number`` of ``study`` with ``vector`` at ``step``."""
+        """Decide for trial ``trial_number`` of ``study`` with ``vector`` at ``step`` of
+        ``total_steps`` (None: the trial has no known budget; peers are matched on steps)."""
         finished = [
             t
             for t in study.get_trials(deepcopy=False, states=_FINISHED)
             if t.number != trial_number
         ]
-        return self.should_prune_vector(vector, step, finished, study.directions)
+        return self.should_prune_vector(vector, step, finished, study.directions, total_steps)
+
+    def peer_vectors(
+        self,
+        step: int,
+        finished: Sequence[FrozenTrial],
+        n_objectives: int,
+        total_steps: int | None = None,
+    ) -> list[list[float]]:
+        """The finished peers' vectors at this trial's progress (or at ``step`` without a
+        budget); peers with no vector there, or of another length, are left out."""
+        out: list[list[float]] = []
+        for t in finished:
+            if t.state not in _FINISHED:
+                continue
+            if total_steps is None:
+                v = intermediate_vectors(t).get(step) if budget_steps(t) is None else None
+            else:
+                v = vector_at(progress_curve(t), step / total_steps)
+            if v is not None and len(v) == n_objectives:
+                out.append(v)
+        return out
 
     def should_prune_vector(
         self,
@@ -203,30 +213,174 @@ class DominancePruner:
         step: int,
         finished: Sequence[FrozenTrial],
         directions: Sequence[StudyDirection],
+        total_steps: int | None = None,
     ) -> bool:
-        """The pure rule: is ``vector`` at ``step`` dominated by enough finished peers?
-
-        Trials in ``finished`` that are not COMPLETE or PRUNED, or that have no vector of the
-        right length at ``step``, are ignored.
-        """
-        step = _check_step(step)
+        """The pure rule: is ``vector`` at ``step`` (of ``total_steps``) bad enough among the
+        finished peers? Trials in ``finished`` that are not COMPLETE or PRUNED are ignored."""
+        step = check_step(step)
+        if total_steps is not None:
+            _check_int("total_steps", total_steps, 1)
         if len(vector) != len(directions):
             raise ValueError(
                 f"vector has {len(vector)} entries but there are {len(directions)} objectives"
             )
         if step < self.warmup_steps:
             return False
-        peers: list[list[float]] = []
-        for t in finished:
-            if t.state not in _FINISHED:
-                continue
-            v = intermediate_vectors(t).get(step)
-            if v is not None and len(v) == len(directions):
-                peers.append(v)
+        if total_steps is not None and step / total_steps < self.warmup_progress:
+            return False
+        peers = self.peer_vectors(step, finished, len(directions), total_steps)
         if len(peers) < self.min_trials:
             return False
+        return self.decide(vector, peers, directions)
+
+
+class DominancePruner(ProgressPruner):
+    """Stop a trial dominated by at least ``min_dominating`` peers at the same progress.
+
+    Example (inside an objective; ``study`` is the running study)::
+
+        pruner = DominancePruner(min_trials=4, min_dominating=2, warmup_progress=0.25)
+        for step in range(1, total + 1):
+            vector = train_and_evaluate(step)          # e.g. [accuracy, conf_sigma]
+            record_intermediate(trial, step, vector)
+            if pruner.should_prune(study, trial.number, step, vector, total):
+                raise optuna.TrialPruned()
+    """
+
+    name = "dominance"
+
+    def __init__(
+        self,
+        min_trials: int = 4,
+        min_dominating: int = 2,
+        warmup_steps: int = 0,
+        warmup_progress: float = 0.0,
+    ):
+        super().__init__(min_trials, warmup_steps, warmup_progress)
+        self.min_dominating = _check_int("min_dominating", min_dominating, 1)
+
+    def __repr__(self) -> str:
+        return (
+            f"DominancePruner(min_trials={self.min_trials}, "
+            f"min_dominating={self.min_dominating}, warmup_steps={self.warmup_steps}, "
+            f"warmup_progress={self.warmup_progress})"
+        )
+
+    def decide(
+        self,
+        vector: Sequence[float],
+        peers: Sequence[Sequence[float]],
+        directions: Sequence[StudyDirection],
+    ) -> bool:
         n_dominating = sum(1 for p in peers if dominates(p, vector, directions))
         return n_dominating >= self.min_dominating
+
+
+class ParetoRankPruner(ProgressPruner):
+    """Stop a trial when ``percentile`` % or more of its peers sit in a strictly better
+    non-dominated front at the same progress (with one objective: are strictly better).
+
+    ``percentile=50`` keeps trials in the better half of the ranking, like a median rule;
+    ``percentile=25`` keeps only the top quarter.
+    """
+
+    name = "pareto_rank"
+
+    def __init__(
+        self,
+        min_trials: int = 4,
+        percentile: float = 50.0,
+        warmup_steps: int = 0,
+        warmup_progress: float = 0.0,
+    ):
+        super().__init__(min_trials, warmup_steps, warmup_progress)
+        self.percentile = _check_fraction("percentile", percentile, 0.0, 100.0)
+        if self.percentile <= 0:
+            raise ValueError("percentile must be > 0 (0 would prune every trial)")
+
+    def __repr__(self) -> str:
+        return (
+            f"ParetoRankPruner(min_trials={self.min_trials}, percentile={self.percentile}, "
+            f"warmup_steps={self.warmup_steps}, warmup_progress={self.warmup_progress})"
+        )
+
+    def decide(
+        self,
+        vector: Sequence[float],
+        peers: Sequence[Sequence[float]],
+        directions: Sequence[StudyDirection],
+    ) -> bool:
+        ranks = pareto_ranks([*peers, vector], directions)
+        mine = ranks[-1]
+        better = sum(1 for r in ranks[:-1] if r < mine)
+        return better >= self.percentile / 100.0 * len(peers)
+
+
+def make_progress_pruner(pruner: Any, n_objectives: int) -> ProgressPruner | None:
+    """The spec's progress rule (``pruner`` is a :class:`search.spec.PrunerSpec`), or None
+    when the study uses one of Optuna's pruners or none.
+
+    ``dominance`` and ``pareto_rank`` are used as named. A multi-objective study that names
+    ``auto`` or ``median`` (what specs said before the rules had names) gets ``dominance``.
+    """
+    name = pruner.name
+    if name == "none":
+        return None
+    if name in ("auto", "median") and n_objectives > 1:
+        name = "dominance"
+    if name == "dominance":
+        return DominancePruner(
+            pruner.min_trials, pruner.min_dominating, pruner.warmup_steps, pruner.warmup_progress
+        )
+    if name == "pareto_rank":
+        return ParetoRankPruner(
+            pruner.min_trials, pruner.percentile, pruner.warmup_steps, pruner.warmup_progress
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- the reporter
+
+
+class IntermediateReporter:
+    """Records a trial's evaluations and stops it when the study's pruner says so.
+
+    ``rule`` is the study's progress rule (None: a single-objective study with one of Optuna's
+    pruners, read through ``trial.report``/``trial.should_prune``, or no pruning). The final
+    evaluation is recorded but never pruned: training is done, stopping would only lose it.
+    """
+
+    def __init__(self, rule: ProgressPruner | None, n_objectives: int):
+        self.rule, self.n_objectives = rule, n_objectives
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> IntermediateReporter:
+        """For a :class:`search.spec.StudySpec`."""
+        n = len(spec.objectives)
+        return cls(make_progress_pruner(spec.pruner, n), n)
+
+    def __call__(
+        self,
+        trial: optuna.Trial,
+        step: int,
+        total_steps: int,
+        values: Sequence[float],
+        final: bool,
+    ) -> None:
+        if self.rule is None and self.n_objectives == 1:
+            trial.report(values[0], step)
+            if not final and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step} of {total_steps}")
+            return
+        record_budget(trial, total_steps)
+        record_intermediate(trial, step, values)
+        if final or self.rule is None:
+            return
+        if self.rule.should_prune(trial.study, trial.number, step, values, total_steps):
+            raise optuna.TrialPruned(
+                f"{self.rule.name}: pruned at {step / total_steps:.0%} of its budget "
+                f"(step {step} of {total_steps})"
+            )
 
 
 # --------------------------------------------------------------------------- single objective
@@ -254,24 +408,30 @@ def make_single_objective_pruner(name: str, seed: int | None = None) -> optuna.p
 # --------------------------------------------------------------------------- savings
 
 
-def estimate_saved_fraction(study_trials: Sequence[FrozenTrial], max_steps: int) -> float:
+def estimate_saved_fraction(
+    study_trials: Sequence[FrozenTrial], max_steps: int | None = None
+) -> float:
     """Share of training steps not run thanks to pruning, in [0, 1].
 
-    ``sum over PRUNED trials of (max_steps - last recorded step) / (n_trials * max_steps)``,
-    where ``n_trials`` counts the COMPLETE and PRUNED trials (each would have run
-    ``max_steps`` without pruning; FAIL, RUNNING and WAITING trials are left out). The last
-    step comes from :data:`INTERMEDIATE_ATTR`, or ``intermediate_values`` for single-objective
-    trials; a pruned trial with no recorded step saved all ``max_steps``.
+    ``sum over PRUNED trials of (budget - last recorded step) / sum over trials of budget``,
+    over the COMPLETE and PRUNED trials (FAIL, RUNNING and WAITING ones are left out). A
+    trial's budget is the one it recorded (:data:`search.intermediates.BUDGET_ATTR`), else
+    ``max_steps``; a trial with neither is left out. The last step comes from the recorded
+    vectors, or ``intermediate_values`` for single-objective trials; a pruned trial with no
+    recorded step saved its whole budget.
     """
-    _check_int("max_steps", max_steps, 1)
-    considered = [t for t in study_trials if t.state in _FINISHED]
-    if not considered:
-        return 0.0
-    saved = 0
-    for t in considered:
-        if t.state != TrialState.PRUNED:
+    if max_steps is not None:
+        _check_int("max_steps", max_steps, 1)
+    saved = total = 0
+    for t in study_trials:
+        if t.state not in _FINISHED:
             continue
-        steps = intermediate_vectors(t)
-        last = max(steps) if steps else 0
-        saved += max_steps - min(last, max_steps)
-    return saved / (len(considered) * max_steps)
+        budget = budget_steps(t) or max_steps
+        if budget is None:
+            continue
+        total += budget
+        if t.state == TrialState.PRUNED:
+            steps = intermediate_vectors(t)
+            last = max(steps) if steps else 0
+            saved += budget - min(last, budget)
+    return saved / total if total else 0.0

@@ -40,7 +40,9 @@ OBJECTIVE_METRICS: dict[str, Literal["maximize", "minimize"]] = {
     "speedup_vs_teacher": "maximize",
 }
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
-PRUNERS = ("median", "hyperband", "successive_halving", "none")
+PRUNERS = ("auto", "dominance", "pareto_rank", "median", "hyperband", "successive_halving", "none")
+# Optuna's pruners read one intermediate value: they cannot serve a multi-objective study.
+SINGLE_OBJECTIVE_ONLY = ("hyperband", "successive_halving")
 
 
 class _Strict(BaseModel):
@@ -96,12 +98,26 @@ class Constraint(_Strict):
 
 
 class PrunerSpec(_Strict):
-    name: Literal["median", "hyperband", "successive_halving", "none"] = "median"
-    # Multi-objective dominance rule: prune when dominated by >= min_dominating finished
-    # trials at the same step, once min_trials have reached it.
+    """How trials are stopped early (``search.pruning``).
+
+    ``dominance``: stop a trial dominated by ``min_dominating`` finished trials at the same
+    progress (share of its own training budget). ``pareto_rank``: stop it when
+    ``percentile`` % of the finished trials sit in a strictly better non-dominated front at
+    that progress. Both wait for ``min_trials`` peers and for ``warmup_progress`` (and
+    ``warmup_steps`` optimiser steps). ``median``, ``hyperband``, ``successive_halving``:
+    Optuna's pruners, single-objective studies only (a multi-objective study reads
+    ``median`` as ``dominance``). ``auto``: ``median`` for one objective, ``dominance`` for
+    more. ``none``: no pruning.
+    """
+
+    name: Literal[
+        "auto", "dominance", "pareto_rank", "median", "hyperband", "successive_halving", "none"
+    ] = "auto"
     min_trials: int = Field(default=4, ge=1)
     min_dominating: int = Field(default=2, ge=1)
+    percentile: float = Field(default=50.0, gt=0, le=100)
     warmup_steps: int = Field(default=0, ge=0)
+    warmup_progress: float = Field(default=0.0, ge=0, le=1)
 
 
 class KeepPolicy(_Strict):
@@ -195,6 +211,11 @@ class StudySpec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("objectives: each metric may appear only once")
         check_known_limits(self)
+        if len(self.objectives) > 1 and self.pruner.name in SINGLE_OBJECTIVE_ONLY:
+            raise ValueError(
+                f"pruner.name {self.pruner.name!r} prunes on one objective and this study has "
+                f"{len(self.objectives)}: use 'dominance' or 'pareto_rank' (or 'none')"
+            )
         if self.sampler == "grid":
             ranged = [n for n, p in self.parsed_space().items() if not p.is_grid_ready()]
             if ranged:

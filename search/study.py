@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine
 
 from . import registry
-from .pruning import make_single_objective_pruner
+from .pruning import make_progress_pruner, make_single_objective_pruner
 from .space import is_conditional
 from .spec import StudySpec
 
@@ -30,7 +30,7 @@ def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.Base
         return optuna.samplers.TPESampler(
             seed=seed,
             constant_liar=True,
-            n_startup_trials=5,
+            n_startup_trials=tpe_startup_trials(spec.n_trials),
             multivariate=grouped,
             group=grouped,
         )
@@ -44,11 +44,20 @@ def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.Base
     return optuna.samplers.GridSampler(grid, seed=seed)
 
 
+def tpe_startup_trials(n_trials: int) -> int:
+    """Random trials before TPE models the space: a fifth of the budget, between 2 and 10."""
+    return max(2, min(10, n_trials // 5))
+
+
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """Optuna's pruners serve single-objective studies; multi-objective ones use ours."""
+    """Optuna's pruner for a single-objective study that names one; otherwise the objective
+    applies kdsearch's progress rule itself (:class:`search.pruning.IntermediateReporter`)."""
+    if make_progress_pruner(spec.pruner, len(spec.objectives)) is not None:
+        return optuna.pruners.NopPruner()
     if len(spec.objectives) > 1:
         return optuna.pruners.NopPruner()
-    return make_single_objective_pruner(spec.pruner.name, spec.seed)
+    name = "median" if spec.pruner.name == "auto" else spec.pruner.name
+    return make_single_objective_pruner(name, spec.seed)
 
 
 def create(

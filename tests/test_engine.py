@@ -119,6 +119,22 @@ def test_two_stage_needs_an_intermediate_loss() -> None:
         )
 
 
+def test_teacher_stays_in_eval_mode_so_intermediate_runs_repeat(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
+    """Timing the teacher once switched its dropout on for every later trial (the wrapper's
+    train flag was restored onto the whole model), so a study's first trial with an
+    intermediate loss differed from the same config later. The teacher stays in eval mode."""
+    tiny_ctx._teacher_latency.clear()
+    tiny_ctx.teacher_latency_ms(32, 1, 1)
+    assert not any(m.training for m in tiny_ctx.teacher.model.modules())
+    cfg = tiny_config(
+        distill={"hidden_weight": 1.0, "attention_weight": 1.0}, train={"epochs": 0.5}
+    )
+    a = run_distillation(cfg, ctx=tiny_ctx)
+    assert not any(m.training for m in tiny_ctx.teacher.model.modules())
+    b = run_distillation(cfg, ctx=tiny_ctx)
+    assert np.array_equal(a.eval_student_logits, b.eval_student_logits)
+
+
 def test_one_stage_with_all_intermediate_losses(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
     cfg = tiny_config(
         distill={

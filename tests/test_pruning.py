@@ -1,4 +1,5 @@
-"""Multi-objective dominance pruning and Optuna's single-objective pruners (real optuna)."""
+"""Progress-based pruning rules (dominance, Pareto rank), the reporter objectives call, and
+Optuna's single-objective pruners (real optuna)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,26 @@ from optuna.distributions import FloatDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.pruning import (
+from search.intermediates import (
+    BUDGET_ATTR,
     INTERMEDIATE_ATTR,
+    intermediate_vectors,
+    progress_curve,
+    record_intermediate,
+    vector_at,
+)
+from search.pruning import (
     DominancePruner,
+    IntermediateReporter,
+    ParetoRankPruner,
     dominates,
     estimate_saved_fraction,
-    intermediate_vectors,
+    make_progress_pruner,
     make_single_objective_pruner,
-    record_intermediate,
+    pareto_ranks,
 )
+from search.spec import PrunerSpec, StudySpec
+from search.study import make_pruner, make_sampler, tpe_startup_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -30,9 +42,13 @@ ACC_SIGMA = [MAX, MIN]  # (accuracy up, conf_sigma down)
 def finished(
     vectors: dict[int, list[float]],
     state: TrialState = TrialState.COMPLETE,
+    budget: int | None = None,
 ) -> FrozenTrial:
-    """A hand-built trial holding intermediate vectors, as the objective stores them."""
+    """A hand-built trial holding intermediate vectors (and its budget in optimiser steps),
+    as the objective stores them."""
     attrs: dict[str, Any] = {INTERMEDIATE_ATTR: {str(s): v for s, v in vectors.items()}}
+    if budget is not None:
+        attrs[BUDGET_ATTR] = budget
     kwargs: dict[str, Any] = {}
     if state == TrialState.COMPLETE:
         kwargs = {
@@ -340,3 +356,135 @@ def test_median_pruner_prunes_a_single_objective_study() -> None:
     n_pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
     assert n_pruned > 0
     assert estimate_saved_fraction(study.trials, MAX_STEPS) > 0.0
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def test_progress_curve_and_interpolation() -> None:
+    t = finished({10: [0.6, 0.3], 20: [0.7, 0.2], 40: [0.8, 0.1]}, budget=40)
+    curve = progress_curve(t)
+    assert [p for p, _ in curve] == [0.25, 0.5, 1.0]
+    assert vector_at(curve, 0.5) == [0.7, 0.2]
+    # halfway between 0.5 and 1.0
+    assert vector_at(curve, 0.75) == pytest.approx([0.75, 0.15])
+    assert vector_at(curve, 0.1) is None  # before its first evaluation
+    assert vector_at([(0.25, [0.6, 0.3])], 0.5) is None  # a peer stopped at 25 %
+    assert progress_curve(finished({1: [0.5, 0.5]})) == []  # no budget recorded
+
+
+def test_dominated_at_half_progress_is_pruned_although_steps_differ() -> None:
+    """Peers trained 40 steps (batch 16) and 80 steps (two epochs); the trial trains 10
+    (batch 64). No peer ever evaluated at step 5, the trial's 50 % point, yet the rule
+    compares them there."""
+    peers = [
+        finished({20: [0.80, 0.10], 40: [0.84, 0.08]}, budget=40),
+        finished({20: [0.78, 0.12], 40: [0.82, 0.09]}, budget=40),
+        finished({20: [0.76, 0.11], 40: [0.80, 0.10], 80: [0.83, 0.07]}, budget=80),  # 25/50/100
+        finished({10: [0.70, 0.20]}, budget=40, state=TrialState.PRUNED),  # stopped at 25 %
+    ]
+    trial_step, trial_budget = 5, 10
+    assert all(trial_step not in intermediate_vectors(p) for p in peers)
+    dominated = [0.70, 0.15]
+    pruner = DominancePruner(min_trials=3, min_dominating=2)
+    assert pruner.should_prune_vector(dominated, trial_step, peers, ACC_SIGMA, trial_budget)
+    # on raw steps the rule would find no peer at step 5 and keep it
+    assert not pruner.should_prune_vector(dominated, trial_step, peers, ACC_SIGMA)
+    # a vector no peer dominates at 50 % is kept
+    assert not pruner.should_prune_vector([0.81, 0.07], 5, peers, ACC_SIGMA, 10)
+    # the third peer counts at 50 %: its 2nd evaluation (step 40 of 80) is 0.5 exactly
+    assert len(pruner.peer_vectors(5, peers, 2, 10)) == 3
+    # a warm-up beyond 50 % holds the decision back
+    warm = DominancePruner(min_trials=3, min_dominating=2, warmup_progress=0.6)
+    assert not warm.should_prune_vector(dominated, 5, peers, ACC_SIGMA, 10)
+    assert warm.should_prune_vector([0.6, 0.3], 7, peers, ACC_SIGMA, 10)
+
+
+def test_pareto_ranks_and_the_rank_rule() -> None:
+    peers = [[0.9, 0.2], [0.8, 0.1], [0.7, 0.3], [0.6, 0.4]]
+    assert pareto_ranks(peers, ACC_SIGMA) == [0, 0, 1, 2]
+    assert pareto_ranks([], ACC_SIGMA) == []
+    rule = ParetoRankPruner(min_trials=4, percentile=50)
+    # [0.65, 0.35]: front 2 (dominated by [0.7, 0.3]); 3 of 4 peers are in better fronts
+    assert rule.decide([0.65, 0.35], peers, ACC_SIGMA) is True
+    # [0.75, 0.25]: front 1 (dominated by [0.8, 0.1]); 2 of 4 better: 50 % -> pruned
+    assert rule.decide([0.75, 0.25], peers, ACC_SIGMA) is True
+    assert ParetoRankPruner(4, percentile=75).decide([0.75, 0.25], peers, ACC_SIGMA) is False
+    # on the front: never pruned
+    assert rule.decide([0.95, 0.3], peers, ACC_SIGMA) is False
+    with pytest.raises(ValueError, match="percentile"):
+        ParetoRankPruner(percentile=0)
+
+
+def test_rank_rule_at_progress_in_a_study() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for acc, sigma in [(0.8, 0.1), (0.82, 0.12), (0.78, 0.09), (0.7, 0.2)]:
+        t = study.ask()
+        t.set_user_attr(BUDGET_ATTR, 8)
+        record_intermediate(t, 4, [acc - 0.05, sigma + 0.02])
+        record_intermediate(t, 8, [acc, sigma])
+        study.tell(t, [acc, sigma])
+    me = study.ask()
+    rule = ParetoRankPruner(min_trials=4, percentile=50)
+    # at 50 % of a 30-step budget (step 15) the peers are read at their step 4
+    assert rule.should_prune(study, me.number, 15, [0.6, 0.3], 30) is True
+    assert rule.should_prune(study, me.number, 15, [0.9, 0.05], 30) is False
+
+
+def _spec(**pruner: Any) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "teacher": {"model": "builtin:minilm-l6"},
+            "data": {"source": "builtin:rotten_tomatoes"},
+            "pruner": pruner,
+        }
+    )
+
+
+def test_spec_chooses_the_rule() -> None:
+    d = make_progress_pruner(_spec(name="dominance", min_dominating=3).pruner, 2)
+    assert isinstance(d, DominancePruner) and d.min_dominating == 3
+    r = make_progress_pruner(_spec(name="pareto_rank", percentile=25).pruner, 2)
+    assert isinstance(r, ParetoRankPruner) and r.percentile == 25
+    assert isinstance(make_progress_pruner(_spec().pruner, 2), DominancePruner)  # auto
+    assert isinstance(make_progress_pruner(_spec(name="median").pruner, 2), DominancePruner)
+    assert make_progress_pruner(_spec(name="none").pruner, 2) is None
+    assert make_progress_pruner(PrunerSpec(name="median"), 1) is None
+    # single objective: Optuna's median for auto, ours when named
+    one = {"objectives": [{"metric": "accuracy"}]}
+    spec = StudySpec.model_validate({**_spec().model_dump(), **one})
+    assert isinstance(make_pruner(spec), optuna.pruners.MedianPruner)
+    spec = StudySpec.model_validate({**_spec(name="pareto_rank").model_dump(), **one})
+    assert isinstance(make_pruner(spec), optuna.pruners.NopPruner)
+    with pytest.raises(ValueError, match="'hyperband' prunes on one objective"):
+        _spec(name="hyperband")
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"), [(1, 2), (10, 2), (12, 2), (20, 4), (50, 10), (500, 10)]
+)
+def test_tpe_startup_follows_the_budget(n: int, expected: int) -> None:
+    assert tpe_startup_trials(n) == expected
+    spec = StudySpec.model_validate({**_spec().model_dump(), "n_trials": n})
+    sampler = make_sampler(spec)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._n_startup_trials == expected
+
+
+def test_reporter_records_budget_and_prunes_on_progress() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for acc in (0.8, 0.81, 0.82, 0.83):
+        t = study.ask()
+        t.set_user_attr(BUDGET_ATTR, 20)
+        record_intermediate(t, 10, [acc, 0.1])
+        record_intermediate(t, 20, [acc, 0.1])
+        study.tell(t, [acc, 0.1])
+    report = IntermediateReporter(DominancePruner(min_trials=4, min_dominating=2), 2)
+    trial = study.ask()
+    report(trial, 3, 6, [0.9, 0.05], False)  # 50 %: better than all, kept
+    assert trial.user_attrs[BUDGET_ATTR] == 6
+    with pytest.raises(optuna.TrialPruned, match="50% of its budget"):
+        report(trial, 3, 6, [0.5, 0.3], False)
+    # the final evaluation is recorded, never pruned
+    report(trial, 6, 6, [0.5, 0.3], True)
+    assert intermediate_vectors(study.trials[-1])[6] == [0.5, 0.3]

@@ -17,7 +17,7 @@ def test_minimal_spec_has_sensible_defaults() -> None:
     )
     assert spec.metric_names == ["accuracy", "conf_sigma"]
     assert spec.directions == ["maximize", "minimize"]
-    assert spec.sampler == "tpe" and spec.pruner.name == "median"
+    assert spec.sampler == "tpe" and spec.pruner.name == "auto"
     assert set(spec.search_space) == {"temperature", "alpha", "lr", "epochs"}
     assert spec.keep.policy == "pareto"
 
