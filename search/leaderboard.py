@@ -41,10 +41,13 @@ from .pruning import _loss
 
 __all__ = [
     "METRIC_PREFIX",
+    "all_rows",
     "is_feasible",
     "leaderboard",
     "pareto_front",
     "recommended_trial",
+    "select_rows",
+    "sort_keys",
     "trial_metrics",
     "trial_row",
 ]
@@ -187,6 +190,55 @@ def _sort_value(row: dict[str, Any], sort: str) -> float | None:
     return number_or_none(row["metrics"].get(sort))
 
 
+def all_rows(
+    trials: Sequence[FrozenTrial],
+    directions: Sequence[StudyDirection],
+    final: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Every trial's row, by trial number, with its Pareto flag."""
+    pareto_numbers = {t.number for t in pareto_front(trials, directions)}
+    return [trial_row(t, pareto_numbers, final) for t in sorted(trials, key=lambda t: t.number)]
+
+
+def sort_keys(rows: Sequence[dict[str, Any]], metric_names: Sequence[str] | None) -> list[str]:
+    """The keys ``sort`` accepts for these rows: their metrics (and ``test:<metric>``s), the
+    study's metric names, ``number`` and ``duration_s``."""
+    metric_keys = {k for row in rows for k in row["metrics"]}
+    metric_keys |= {f"{TEST_PREFIX}{k}" for row in rows for k in (row["test"] or {})}
+    metric_keys.update(metric_names or [])
+    return sorted(metric_keys) + list(_BUILTIN_SORT_KEYS)
+
+
+def select_rows(
+    rows: Sequence[dict[str, Any]],
+    allowed: Sequence[str],
+    sort: str | None = None,
+    descending: bool = True,
+    states: set[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Filter ``rows`` (from :func:`all_rows`) by state and sort them; see :func:`leaderboard`."""
+    if sort is not None and sort not in allowed:
+        raise ValueError(f"unknown sort key {sort!r}: use one of {', '.join(allowed)}")
+    out = list(rows)
+    if states is not None:
+        wanted = {s.upper() for s in states}
+        known = [s.name for s in TrialState]
+        unknown = sorted(wanted.difference(known))
+        if unknown:
+            raise ValueError(
+                f"unknown trial state(s) {', '.join(unknown)}: use any of {', '.join(known)}"
+            )
+        out = [r for r in out if r["state"] in wanted]
+    if sort is not None:
+        present = [r for r in out if _sort_value(r, sort) is not None]
+        missing = [r for r in out if _sort_value(r, sort) is None]
+        # sorted() is stable: equal values keep trial-number order in both directions.
+        sign = -1.0 if descending else 1.0
+        present.sort(key=lambda r: sign * (_sort_value(r, sort) or 0.0))
+        out = present + missing
+    return out
+
+
 def leaderboard(
     study: optuna.Study,
     sort: str | None = None,
@@ -201,33 +253,5 @@ def leaderboard(
     trial-number order. ``states``: keep only trials in these state names (e.g.
     ``{"COMPLETE", "FAIL"}``, case-insensitive).
     """
-    trials = study.get_trials(deepcopy=False)
-    pareto_numbers = {t.number for t in pareto_front(trials, study.directions)}
-    rows = [trial_row(t, pareto_numbers, final) for t in sorted(trials, key=lambda t: t.number)]
-
-    if sort is not None:
-        metric_keys = {k for row in rows for k in row["metrics"]}
-        metric_keys |= {f"{TEST_PREFIX}{k}" for row in rows for k in (row["test"] or {})}
-        metric_keys.update(study.metric_names or [])
-        allowed = sorted(metric_keys) + list(_BUILTIN_SORT_KEYS)
-        if sort not in allowed:
-            raise ValueError(f"unknown sort key {sort!r}: use one of {', '.join(allowed)}")
-
-    if states is not None:
-        wanted = {s.upper() for s in states}
-        known = [s.name for s in TrialState]
-        unknown = sorted(wanted.difference(known))
-        if unknown:
-            raise ValueError(
-                f"unknown trial state(s) {', '.join(unknown)}: use any of {', '.join(known)}"
-            )
-        rows = [r for r in rows if r["state"] in wanted]
-
-    if sort is not None:
-        present = [r for r in rows if _sort_value(r, sort) is not None]
-        missing = [r for r in rows if _sort_value(r, sort) is None]
-        # sorted() is stable: equal values keep trial-number order in both directions.
-        sign = -1.0 if descending else 1.0
-        present.sort(key=lambda r: sign * (_sort_value(r, sort) or 0.0))
-        rows = present + missing
-    return rows
+    rows = all_rows(study.get_trials(deepcopy=False), study.directions, final)
+    return select_rows(rows, sort_keys(rows, study.metric_names), sort, descending, states)

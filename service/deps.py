@@ -7,7 +7,7 @@ leaks); admin keys see and manage every study.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import optuna
@@ -19,6 +19,7 @@ from search import registry
 from search.read_cache import StudyReader
 
 from .keys import Principal, verify_key
+from .page_cache import LeaderboardPages
 from .settings import Settings
 
 ANONYMOUS = Principal(key_id=0, owner="anonymous", is_admin=False)
@@ -31,6 +32,7 @@ class ServiceState:
     storage: RDBStorage
     reader: StudyReader  # loads studies over one trial cache: use it to read trials
     artifact_store: Any
+    pages: LeaderboardPages = field(default_factory=LeaderboardPages)  # rendered leaderboards
 
 
 def get_state(request: Request) -> ServiceState:

@@ -6,14 +6,14 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from optuna.trial import FrozenTrial, TrialState
 
 from search import registry
-from search.leaderboard import leaderboard, pareto_front, trial_row
+from search.leaderboard import pareto_front, trial_row
 
 from ..deps import Run, ServiceState, State, load_study
-from ..schemas import TrialDetail, TrialPage, TrialRow, json_safe
+from ..schemas import TrialDetail, TrialPage, json_safe
 from .studies import ERRORS
 
 router = APIRouter(prefix="/v1/studies/{study_id}/trials", tags=["trials"])
@@ -36,7 +36,7 @@ def _states(raw: str | None) -> set[str] | None:
     return wanted
 
 
-@router.get("", responses=ERRORS)
+@router.get("", responses=ERRORS, response_model=TrialPage)
 def list_trials(
     state: State,
     run: Run,
@@ -47,17 +47,27 @@ def list_trials(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> TrialPage:
+) -> Response:
+    """The leaderboard page; served from memory while the study is unchanged
+    (``service.page_cache``)."""
     states = _states(trial_state)
     study = load_study(state, run)
     try:
-        rows = leaderboard(
-            study, sort=sort, descending=order == "desc", states=states, final=run.results
+        body = state.pages.page(
+            (run.study_name, study._study_id),
+            study.get_trials(deepcopy=False),
+            study.directions,
+            study.metric_names,
+            run.results,
+            sort=sort,
+            descending=order == "desc",
+            states=states,
+            limit=limit,
+            offset=offset,
         )
     except ValueError as exc:  # states are checked above: this is the sort key
         raise HTTPException(422, f"sort: {exc}") from None
-    page = [TrialRow(**json_safe(r)) for r in rows[offset : offset + limit]]
-    return TrialPage(total=len(rows), limit=limit, offset=offset, items=page)
+    return Response(body, media_type="application/json")
 
 
 def _trial(state: ServiceState, run: registry.StudyRun, number: int) -> tuple[Any, FrozenTrial]:

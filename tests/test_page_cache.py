@@ -1,0 +1,138 @@
+"""Leaderboard pages served from memory: unchanged studies hit the cache, any change to a
+study (a new trial, a state change, a running trial's new attributes, final results)
+shows up in the very next request, over a real uvicorn server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from service.page_cache import LeaderboardPages, change_marker
+
+from .search_helpers import tiny_spec
+from .test_api import Server, alice_server
+
+DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+NAMES = ["accuracy", "conf_sigma"]
+
+
+def _trial(
+    number: int, acc: float, sigma: float, state: TrialState = TrialState.COMPLETE
+) -> FrozenTrial:
+    kwargs: dict[str, Any] = {}
+    if state == TrialState.COMPLETE:
+        kwargs["values"] = [acc, sigma]
+    t = create_trial(
+        state=state,
+        params={"temperature": 1.0 + number},
+        distributions={"temperature": FloatDistribution(0.5, 20.0)},
+        user_attrs={"metric:accuracy": acc, "metric:conf_sigma": sigma},
+        **kwargs,
+    )
+    t.number = number
+    return t
+
+
+def test_unchanged_study_is_served_from_memory_and_each_change_rebuilds() -> None:
+    pages = LeaderboardPages()
+    trials = [_trial(0, 0.80, 0.10), _trial(1, 0.82, 0.12), _trial(2, 0.70, 0.20)]
+
+    def get(
+        ts: list[FrozenTrial], final: dict[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        return json.loads(pages.page("s", ts, DIRECTIONS, NAMES, final, **kw))
+
+    first = get(trials)
+    assert [r["number"] for r in first["items"]] == [0, 1, 2]
+    assert [r["pareto"] for r in first["items"]] == [True, True, False]
+    assert (pages.hits, pages.misses) == (0, 1)
+    assert get(trials) == first
+    assert (pages.hits, pages.misses) == (1, 1)
+    # another view of the same study: rendered once, then served
+    by_acc = get(trials, sort="accuracy", limit=2)
+    assert [r["number"] for r in by_acc["items"]] == [1, 0] and by_acc["total"] == 3
+    get(trials, sort="accuracy", limit=2)
+    assert (pages.hits, pages.misses) == (2, 2)
+    # a new trial that dominates everything: a new marker, a new front
+    more = [*trials, _trial(3, 0.90, 0.05)]
+    page = get(more)
+    assert page["total"] == 4 and [r["pareto"] for r in page["items"]] == [False] * 3 + [True]
+    assert pages.misses == 3
+    # the final results change the rows (test metrics) under the same trials
+    final = {"test": {"3": {"accuracy": 0.88}}}
+    assert get(more, final)["items"][3]["test"] == {"accuracy": 0.88}
+    assert pages.misses == 4
+    with pytest.raises(ValueError, match="unknown sort key 'bogus'"):
+        get(more, sort="bogus")
+
+
+def test_change_marker_sees_states_and_running_attributes() -> None:
+    running = _trial(1, 0.0, 0.0, TrialState.RUNNING)
+    base = [_trial(0, 0.8, 0.1), running]
+    marker = change_marker(base, None)
+    assert change_marker(list(base), None) == marker
+    done = [base[0], _trial(1, 0.81, 0.1)]  # the running trial completed
+    assert change_marker(done, None) != marker
+    grown = [base[0], _trial(1, 0.0, 0.0, TrialState.RUNNING)]
+    grown[1].set_user_attr("method", "kd")  # a running trial's row gains its method
+    assert change_marker(grown, None) != marker
+    assert change_marker(base, {"recommended": 0}) != marker
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[Server]:
+    yield from alice_server(tmp_path)
+
+
+def _board(c: Any, sid: str, query: str = "") -> dict[str, Any]:
+    r = c.get(f"/v1/studies/{sid}/trials{query}")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    return dict(r.json())
+
+
+def test_a_new_trial_and_a_state_change_show_up_in_the_next_request(server: Server) -> None:
+    with server.client() as c:
+        r = c.post("/v1/studies", json=tiny_spec(n_trials=5).model_dump(mode="json"))
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        study = optuna.load_study(study_name=sid, storage=server.database_url)
+        assert _board(c, sid)["total"] == 0
+        study.add_trial(_trial(0, 0.80, 0.10))
+        page = _board(c, sid)
+        assert page["total"] == 1 and page["items"][0]["pareto"] is True
+        assert _board(c, sid) == page  # unchanged: the same page
+
+        # a worker starts a trial: it is listed at once, RUNNING
+        trial = study.ask()
+        page = _board(c, sid)
+        assert [r["state"] for r in page["items"]] == ["COMPLETE", "RUNNING"]
+        # it samples a parameter: the running row shows it in the next request
+        trial.suggest_float("temperature", 1.0, 4.0)
+        assert _board(c, sid)["items"][1]["params"] == {"temperature": trial.params["temperature"]}
+        # it completes and dominates trial 0: states, values and the front move at once
+        trial.set_user_attr("metric:accuracy", 0.9)
+        trial.set_user_attr("metric:conf_sigma", 0.05)
+        study.tell(trial, [0.9, 0.05])
+        page = _board(c, sid)
+        assert [r["state"] for r in page["items"]] == ["COMPLETE", "COMPLETE"]
+        assert [r["pareto"] for r in page["items"]] == [False, True]
+        assert page["items"][1]["values"] == [0.9, 0.05]
+        sorted_page = _board(c, sid, "?sort=accuracy&order=desc&limit=1")
+        assert sorted_page["total"] == 2 and sorted_page["items"][0]["number"] == 1
+
+        # a failed trial shows up with its error, and the state filter sees it
+        failed = study.ask()
+        failed.set_user_attr("error", "boom")
+        study.tell(failed, state=TrialState.FAIL)
+        fails = _board(c, sid, "?state=FAIL")
+        assert fails["total"] == 1 and fails["items"][0]["error"] == "boom"
+        assert _board(c, sid)["total"] == 3
