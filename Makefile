@@ -57,11 +57,14 @@ faults: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m service.demo
 
+# bench/kdtable/table.json.gz (the tabular benchmark's grid) is made once by
+# bench/kdtable/make_table.py (about 1.5 h on 2 cores) and committed; compare.py replays it.
 # bench: the whole suite into bench/RESULTS.md (api_load and worker_scaling need PostgreSQL
 # on 127.0.0.1:5432, or KDSEARCH_BENCH_PG); bench-quick: smoke runs that write nothing.
 bench: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --case pred inter --student-layers 2 3 --write bench/RESULTS.md
 	$(BIN)/python bench/search_efficiency.py --write bench/RESULTS.md
+	$(BIN)/python bench/kdtable/compare.py --write bench/RESULTS.md
 	$(BIN)/python bench/api_load.py --write bench/RESULTS.md
 	$(BIN)/python bench/worker_scaling.py --write bench/RESULTS.md
 	$(BIN)/python bench/paper_check.py --threads 1 --write bench/RESULTS.md
@@ -72,6 +75,7 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --n-train 128 --student-layers 2 --case pred inter
 	$(BIN)/python bench/search_efficiency.py --quick
+	$(BIN)/python bench/kdtable/compare.py --quick
 	$(BIN)/python bench/api_load.py --quick
 	$(BIN)/python bench/worker_scaling.py --quick
 	$(BIN)/python bench/paper_check.py --quick

@@ -23,7 +23,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from optuna.study import StudyDirection
+import optuna
 from optuna.trial import FrozenTrial
 
 from search.leaderboard import all_rows, select_rows, sort_keys
@@ -76,35 +76,28 @@ class LeaderboardPages:
         self._studies: OrderedDict[Hashable, _Study] = OrderedDict()
         self.hits = self.misses = 0  # pages served from memory / rendered
 
-    def _entry(
-        self,
-        study: Hashable,
-        trials: Sequence[FrozenTrial],
-        directions: Sequence[StudyDirection],
-        metric_names: Sequence[str] | None,
-        final: Mapping[str, Any] | None,
-    ) -> _Study:
+    def _entry(self, key: Hashable, study: optuna.Study, final: Mapping[str, Any] | None) -> _Study:
+        trials = study.get_trials(deepcopy=False)
         marker = change_marker(trials, final)
         with self._lock:
-            entry = self._studies.get(study)
+            entry = self._studies.get(key)
             if entry is not None and entry.marker == marker:
-                self._studies.move_to_end(study)
+                self._studies.move_to_end(key)
                 return entry
-        rows = all_rows(trials, directions, final)
-        entry = _Study(marker, rows, sort_keys(rows, metric_names))
+        # directions and metric names are read only here: each is a storage query
+        rows = all_rows(trials, study.directions, final)
+        entry = _Study(marker, rows, sort_keys(rows, study.metric_names))
         with self._lock:
-            self._studies[study] = entry
-            self._studies.move_to_end(study)
+            self._studies[key] = entry
+            self._studies.move_to_end(key)
             while len(self._studies) > self.max_studies:
                 self._studies.popitem(last=False)
         return entry
 
     def page(
         self,
-        study: Hashable,
-        trials: Sequence[FrozenTrial],
-        directions: Sequence[StudyDirection],
-        metric_names: Sequence[str] | None,
+        key: Hashable,
+        study: optuna.Study,
         final: Mapping[str, Any] | None,
         *,
         sort: str | None = None,
@@ -113,13 +106,14 @@ class LeaderboardPages:
         limit: int = 100,
         offset: int = 0,
     ) -> bytes:
-        """The page as JSON bytes (a :class:`service.schemas.TrialPage`). ``study`` names the
+        """The page as JSON bytes (a :class:`service.schemas.TrialPage`). ``key`` names the
         study for the cache, e.g. ``(name, storage id)``: a study deleted and made again under
-        the same name gets a new id, so it never meets the old one's pages.
+        the same name gets a new id, so it never meets the old one's pages. ``final``: the
+        study's final results (``search.final``), which the rows carry.
 
         Raises ``ValueError`` for an unknown sort key or trial state.
         """
-        entry = self._entry(study, trials, directions, metric_names, final)
+        entry = self._entry(key, study, final)
         view_key = (sort, descending, tuple(sorted(states)) if states is not None else None)
         page_key = (*view_key, limit, offset)
         with self._lock:

@@ -43,35 +43,35 @@ def _trial(
 
 def test_unchanged_study_is_served_from_memory_and_each_change_rebuilds() -> None:
     pages = LeaderboardPages()
-    trials = [_trial(0, 0.80, 0.10), _trial(1, 0.82, 0.12), _trial(2, 0.70, 0.20)]
+    study = optuna.create_study(directions=DIRECTIONS)
+    study.set_metric_names(NAMES)
+    study.add_trials([_trial(0, 0.80, 0.10), _trial(1, 0.82, 0.12), _trial(2, 0.70, 0.20)])
 
-    def get(
-        ts: list[FrozenTrial], final: dict[str, Any] | None = None, **kw: Any
-    ) -> dict[str, Any]:
-        return json.loads(pages.page("s", ts, DIRECTIONS, NAMES, final, **kw))
+    def get(final: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        return dict(json.loads(pages.page("s", study, final, **kw)))
 
-    first = get(trials)
+    first = get()
     assert [r["number"] for r in first["items"]] == [0, 1, 2]
     assert [r["pareto"] for r in first["items"]] == [True, True, False]
     assert (pages.hits, pages.misses) == (0, 1)
-    assert get(trials) == first
+    assert get() == first
     assert (pages.hits, pages.misses) == (1, 1)
     # another view of the same study: rendered once, then served
-    by_acc = get(trials, sort="accuracy", limit=2)
+    by_acc = get(sort="accuracy", limit=2)
     assert [r["number"] for r in by_acc["items"]] == [1, 0] and by_acc["total"] == 3
-    get(trials, sort="accuracy", limit=2)
+    get(sort="accuracy", limit=2)
     assert (pages.hits, pages.misses) == (2, 2)
     # a new trial that dominates everything: a new marker, a new front
-    more = [*trials, _trial(3, 0.90, 0.05)]
-    page = get(more)
+    study.add_trial(_trial(3, 0.90, 0.05))
+    page = get()
     assert page["total"] == 4 and [r["pareto"] for r in page["items"]] == [False] * 3 + [True]
     assert pages.misses == 3
     # the final results change the rows (test metrics) under the same trials
     final = {"test": {"3": {"accuracy": 0.88}}}
-    assert get(more, final)["items"][3]["test"] == {"accuracy": 0.88}
+    assert get(final)["items"][3]["test"] == {"accuracy": 0.88}
     assert pages.misses == 4
     with pytest.raises(ValueError, match="unknown sort key 'bogus'"):
-        get(more, sort="bogus")
+        get(sort="bogus")
 
 
 def test_change_marker_sees_states_and_running_attributes() -> None:

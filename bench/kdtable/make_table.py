@@ -61,7 +61,12 @@ def objective_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     return {name: _num(metrics.get(name)) for name in OBJECTIVE_METRICS if name in metrics}
 
 
-def evaluate_config(spec: StudySpec, ctx: RunContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def evaluate_config(
+    spec: StudySpec,
+    ctx: RunContext,
+    params: Mapping[str, Any],
+    axes: Mapping[str, Sequence[float]] = AXES,
+) -> dict[str, Any]:
     """One config's row: its params, learning curve and final metrics."""
     sampled = {**{k: v for k, v in spec.search_space.items() if not isinstance(v, dict)}}
     sampled.update(params)
@@ -81,7 +86,7 @@ def evaluate_config(spec: StudySpec, ctx: RunContext, params: Mapping[str, Any])
     result = run_distillation(cfg, ctx=ctx, callback=on_eval)
     seconds = time.perf_counter() - started
     return {
-        "key": config_key(params, AXES),
+        "key": config_key(params, axes),
         "params": dict(params),
         "total_steps": curve[-1]["step"] if curve else 0,
         "seconds": round(seconds, 4),
@@ -110,23 +115,30 @@ def build(
     partial: Path,
     log: Callable[[str], None] = print,
     shard: tuple[int, int] = (0, 1),
+    axes: Mapping[str, Sequence[float]] = AXES,
+    reverse: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate this shard's configs not yet in any partial file next to ``partial``
-    (appending to ``partial``); returns every row evaluated so far, by key."""
+    (appending to ``partial``); returns every row evaluated so far, by key. ``reverse``
+    walks the shard from its end; a config another process wrote meanwhile is skipped."""
     spec = StudySpec.model_validate(dict(spec_dict))
-    others = partial_files(partial.with_name(partial.name.split(".partial-")[0]))
-    done = read_partial(others)
+    out = partial.with_name(partial.name.split(".partial-")[0])
+    done = read_partial(partial_files(out))
     index, count = shard
     todo = [
-        c for i, c in enumerate(configs) if i % count == index and config_key(c, AXES) not in done
+        c for i, c in enumerate(configs) if i % count == index and config_key(c, axes) not in done
     ]
+    if reverse:
+        todo.reverse()
     if todo:
         base = build_run_config(spec, dict(todo[0]))
         ctx = prepare_context(base)
         started = time.perf_counter()
         with partial.open("a") as f:
             for i, params in enumerate(todo, 1):
-                row = evaluate_config(spec, ctx, params)
+                if config_key(params, axes) in read_partial(partial_files(out)):
+                    continue  # another process evaluated it meanwhile
+                row = evaluate_config(spec, ctx, params, axes)
                 done[row["key"]] = row
                 f.write(json.dumps(row) + "\n")
                 f.flush()
@@ -136,18 +148,22 @@ def build(
                     f"final {row['final'].get('accuracy')}/{row['final'].get('conf_sigma')}, "
                     f"eta {elapsed / i * (len(todo) - i) / 60:.1f} min"
                 )
-    done.update(read_partial(partial_files(partial.with_name(partial.name.split(".partial-")[0]))))
+    done.update(read_partial(partial_files(out)))
     return done
 
 
 def write_table(
-    out: Path, rows: list[dict[str, Any]], spec_dict: Mapping[str, Any], command: str
+    out: Path,
+    rows: list[dict[str, Any]],
+    spec_dict: Mapping[str, Any],
+    command: str,
+    axes: Mapping[str, Sequence[float]] = AXES,
 ) -> None:
     table = {
         "meta": {
             "made": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": command,
-            "axes": {k: list(v) for k, v in AXES.items()},
+            "axes": {k: list(v) for k, v in axes.items()},
             "spec": dict(spec_dict),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
@@ -167,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N grid configs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--shard", default="0/1", help="i/n: every n-th config from the i-th")
+    ap.add_argument("--reverse", action="store_true", help="walk the shard from its end")
     args = ap.parse_args(argv)
     try:
         index, count = (int(x) for x in args.shard.split("/"))
@@ -178,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     configs = grid_configs()[: args.limit]
     spec_dict = study_spec()
-    partial = args.out.with_name(f"{args.out.name}.partial-{index}.jsonl")
-    done = build(spec_dict, configs, partial, shard=(index, count))
+    suffix = f"{index}r" if args.reverse else f"{index}"
+    partial = args.out.with_name(f"{args.out.name}.partial-{suffix}.jsonl")
+    done = build(spec_dict, configs, partial, shard=(index, count), reverse=args.reverse)
     missing = [c for c in configs if config_key(c, AXES) not in done]
     if missing:
         print(f"{len(missing)} configs are still to do (other shards); no table written yet")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from bench.kdtable.grid import config_key, nearest
@@ -72,17 +73,19 @@ class SimTrial:
     seconds: float  # what the trial cost
 
 
-def make_study(spec: StudySpec) -> optuna.Study:
-    return optuna.create_study(
-        directions=list(spec.directions),
-        sampler=make_sampler(spec),
+def simulate(
+    table: Table,
+    spec: StudySpec,
+    n_trials: int | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+) -> list[SimTrial]:
+    """Run ``spec``'s sampler (or ``sampler``) and pruner for ``n_trials`` (default
+    ``spec.n_trials``)."""
+    study = optuna.create_study(
+        directions=[StudyDirection(1 if d == "minimize" else 2) for d in spec.directions],
+        sampler=sampler or make_sampler(spec),
         pruner=make_pruner(spec),
     )
-
-
-def simulate(table: Table, spec: StudySpec, n_trials: int | None = None) -> list[SimTrial]:
-    """Run ``spec``'s sampler and pruner for ``n_trials`` (default ``spec.n_trials``)."""
-    study = make_study(spec)
     space = spec.parsed_space()
     report = IntermediateReporter.from_spec(spec)
     multi = len(spec.objectives) > 1

@@ -55,9 +55,7 @@ def list_trials(
     try:
         body = state.pages.page(
             (run.study_name, study._study_id),
-            study.get_trials(deepcopy=False),
-            study.directions,
-            study.metric_names,
+            study,
             run.results,
             sort=sort,
             descending=order == "desc",
