@@ -16,9 +16,11 @@ number of workers share the budget without running a trial too many.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,8 +201,18 @@ def register(
                 raise QuotaExceeded(owner, mine - 1, max_active)  # rolls the INSERT back
 
 
-def get(engine: Engine, study_name: str) -> StudyRun | None:
-    with engine.connect() as conn:
+@contextlib.contextmanager
+def connected(bind: Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """``bind`` itself when it is a connection (a request reusing one), else a new one."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+    else:
+        with bind.connect() as conn:
+            yield conn
+
+
+def get(bind: Engine | sa.Connection, study_name: str) -> StudyRun | None:
+    with connected(bind) as conn:
         r = conn.execute(sa.select(study_runs).where(study_runs.c.study_name == study_name)).first()
     return _row(r) if r is not None else None
 

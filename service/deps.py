@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import optuna
+import sqlalchemy as sa
 from fastapi import Depends, Header, HTTPException, Path, Request
 from optuna.storages import RDBStorage
 from sqlalchemy.engine import Engine
@@ -49,6 +50,14 @@ def _unauthorized(detail: str) -> HTTPException:
 
 def get_principal(state: State, authorization: Annotated[str | None, Header()] = None) -> Principal:
     """The caller from ``Authorization: Bearer <key>``; anonymous only in open mode."""
+    return principal_from(state, authorization, state.engine)
+
+
+def principal_from(
+    state: ServiceState, authorization: str | None, bind: Engine | sa.Connection
+) -> Principal:
+    """:func:`get_principal` on a given connection (a request that makes several lookups
+    makes them on one)."""
     if not authorization:
         if state.settings.open_mode:
             return ANONYMOUS
@@ -59,7 +68,7 @@ def get_principal(state: State, authorization: Annotated[str | None, Header()] =
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise _unauthorized("Authorization header must be 'Bearer <key>'")
-    principal = verify_key(state.engine, key.strip())
+    principal = verify_key(bind, key.strip())
     if principal is None:
         raise _unauthorized(
             "invalid or revoked API key: check the key, or create one with `kdsearch keys create`"
@@ -78,7 +87,14 @@ def get_run(
     study_id: Annotated[str, Path(max_length=255)], state: State, principal: Caller
 ) -> registry.StudyRun:
     """The study's registry row, when it exists and the caller may see it."""
-    run = registry.get(state.engine, study_id)
+    return run_for(study_id, state, principal, state.engine)
+
+
+def run_for(
+    study_id: str, state: ServiceState, principal: Principal, bind: Engine | sa.Connection
+) -> registry.StudyRun:
+    """:func:`get_run` on a given connection."""
+    run = registry.get(bind, study_id)
     if run is None:
         raise HTTPException(404, f"study {study_id!r} does not exist: list yours at /v1/studies")
     if not can_see(principal, run):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from search.registry import api_keys, now
+from search.registry import api_keys, connected, now
 
 PREFIX_LEN = 8
 
@@ -50,12 +50,12 @@ def create_key(engine: Engine, owner: str, *, admin: bool = False) -> str:
     return key
 
 
-def verify_key(engine: Engine, key: str) -> Principal | None:
+def verify_key(bind: Engine | sa.Connection, key: str) -> Principal | None:
     """The key's principal, or None when it is malformed, unknown or revoked."""
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "kds" or len(parts[1]) != PREFIX_LEN:
         return None
-    with engine.connect() as conn:
+    with connected(bind) as conn:
         row = conn.execute(sa.select(api_keys).where(api_keys.c.prefix == parts[1])).first()
     if row is None or row.revoked_at is not None:
         return None

@@ -12,10 +12,12 @@ from typing import Any
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
+from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from service.page_cache import LeaderboardPages, change_marker
+from search.read_cache import StudyReader
+from service.page_cache import LeaderboardPages
 
 from .search_helpers import tiny_spec
 from .test_api import Server, alice_server
@@ -41,50 +43,73 @@ def _trial(
     return t
 
 
-def test_unchanged_study_is_served_from_memory_and_each_change_rebuilds() -> None:
-    pages = LeaderboardPages()
-    study = optuna.create_study(directions=DIRECTIONS)
+def test_unchanged_study_is_served_from_memory_and_each_change_rebuilds(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    study = optuna.create_study(storage=url, study_name="s", directions=DIRECTIONS)
     study.set_metric_names(NAMES)
     study.add_trials([_trial(0, 0.80, 0.10), _trial(1, 0.82, 0.12), _trial(2, 0.70, 0.20)])
+    reader = StudyReader(RDBStorage(url))
+    pages = LeaderboardPages()
+    loads = 0
+
+    def load() -> Any:
+        nonlocal loads
+        loads += 1
+        s = reader.load("s")
+        return s.get_trials(deepcopy=False), s.directions, s.metric_names
 
     def get(final: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-        return dict(json.loads(pages.page("s", study, final, **kw)))
+        study_id, marker = reader.change_marker("s")
+        return dict(json.loads(pages.page(("s", study_id), marker, load, final, **kw)))
 
     first = get()
     assert [r["number"] for r in first["items"]] == [0, 1, 2]
     assert [r["pareto"] for r in first["items"]] == [True, True, False]
-    assert (pages.hits, pages.misses) == (0, 1)
+    assert (pages.hits, pages.misses, loads) == (0, 1, 1)
     assert get() == first
-    assert (pages.hits, pages.misses) == (1, 1)
-    # another view of the same study: rendered once, then served
+    assert (pages.hits, pages.misses, loads) == (1, 1, 1)  # served without loading the study
+    # another view of the same study: rendered once from the stored rows, then served
     by_acc = get(sort="accuracy", limit=2)
     assert [r["number"] for r in by_acc["items"]] == [1, 0] and by_acc["total"] == 3
     get(sort="accuracy", limit=2)
-    assert (pages.hits, pages.misses) == (2, 2)
+    assert (pages.hits, pages.misses, loads) == (2, 2, 1)
     # a new trial that dominates everything: a new marker, a new front
     study.add_trial(_trial(3, 0.90, 0.05))
     page = get()
     assert page["total"] == 4 and [r["pareto"] for r in page["items"]] == [False] * 3 + [True]
-    assert pages.misses == 3
+    assert (pages.misses, loads) == (3, 2)
     # the final results change the rows (test metrics) under the same trials
     final = {"test": {"3": {"accuracy": 0.88}}}
     assert get(final)["items"][3]["test"] == {"accuracy": 0.88}
-    assert pages.misses == 4
+    assert (pages.misses, loads) == (4, 3)
     with pytest.raises(ValueError, match="unknown sort key 'bogus'"):
         get(sort="bogus")
 
 
-def test_change_marker_sees_states_and_running_attributes() -> None:
-    running = _trial(1, 0.0, 0.0, TrialState.RUNNING)
-    base = [_trial(0, 0.8, 0.1), running]
-    marker = change_marker(base, None)
-    assert change_marker(list(base), None) == marker
-    done = [base[0], _trial(1, 0.81, 0.1)]  # the running trial completed
-    assert change_marker(done, None) != marker
-    grown = [base[0], _trial(1, 0.0, 0.0, TrialState.RUNNING)]
-    grown[1].set_user_attr("method", "kd")  # a running trial's row gains its method
-    assert change_marker(grown, None) != marker
-    assert change_marker(base, {"recommended": 0}) != marker
+def test_change_marker_sees_new_trials_states_and_running_attributes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kd.db'}"
+    study = optuna.create_study(storage=url, study_name="s", directions=DIRECTIONS)
+    reader = StudyReader(RDBStorage(url))
+    seen = [reader.change_marker("s")]
+
+    def changed() -> bool:
+        seen.append(reader.change_marker("s"))
+        return seen[-1] != seen[-2]
+
+    assert not changed()
+    study.add_trial(_trial(0, 0.8, 0.1))
+    assert changed()
+    trial = study.ask()  # a worker starts a trial
+    assert changed()
+    trial.suggest_float("temperature", 1.0, 4.0)  # it samples a parameter
+    assert changed()
+    trial.set_user_attr("method", "kd")  # its row gains the method
+    assert changed()
+    assert not changed()
+    study.tell(trial, [0.81, 0.1])  # it completes
+    assert changed()
+    with pytest.raises(KeyError):
+        reader.change_marker("nope")
 
 
 @pytest.fixture()

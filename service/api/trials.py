@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Header, HTTPException, Path, Query
 from fastapi.responses import Response, StreamingResponse
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search import registry
 from search.leaderboard import pareto_front, trial_row
 
-from ..deps import Run, ServiceState, State, load_study
+from ..deps import Run, ServiceState, State, load_study, principal_from, run_for
 from ..schemas import TrialDetail, TrialPage, json_safe
 from .studies import ERRORS
 
@@ -39,7 +40,8 @@ def _states(raw: str | None) -> set[str] | None:
 @router.get("", responses=ERRORS, response_model=TrialPage)
 def list_trials(
     state: State,
-    run: Run,
+    study_id: Annotated[str, Path(max_length=255)],
+    authorization: Annotated[str | None, Header()] = None,
     sort: Annotated[str | None, Query(description="a metric name, number or duration_s")] = None,
     order: Literal["asc", "desc"] = "desc",
     trial_state: Annotated[
@@ -50,12 +52,25 @@ def list_trials(
 ) -> Response:
     """The leaderboard page; served from memory while the study is unchanged
     (``service.page_cache``)."""
-    states = _states(trial_state)
-    study = load_study(state, run)
+    # the caller, the study's record and its change marker: one connection, one thread hop
+    with state.engine.connect() as conn:
+        run = run_for(study_id, state, principal_from(state, authorization, conn), conn)
+        states = _states(trial_state)
+        try:
+            optuna_id, marker = state.reader.change_marker(run.study_name, conn)
+        except KeyError:
+            load_study(state, run)  # raises the 404 that names the missing record
+            raise
+
+    def load() -> tuple[list[FrozenTrial], list[StudyDirection], list[str] | None]:
+        study = load_study(state, run)
+        return study.get_trials(deepcopy=False), study.directions, study.metric_names
+
     try:
         body = state.pages.page(
-            (run.study_name, study._study_id),
-            study,
+            (run.study_name, optuna_id),
+            marker,
+            load,
             run.results,
             sort=sort,
             descending=order == "desc",
