@@ -10,7 +10,8 @@ intermediate vectors and the constraint; ~3% FAIL (``error``, ``traceback``), ~7
 No artifacts (``bench/_trials.py``).
 
 The real service runs as a subprocess (``kdsearch serve --workers 0``, 127.0.0.1); the load
-generator is this process (httpx + asyncio, keep-alive). Per concurrency level (1, 8, 32
+generator is this process (asyncio and a minimal keep-alive HTTP/1.1 client: httpx's asyncio
+client spent more CPU per request than the server). Per concurrency level (1, 8, 32
 clients), endpoints take turns; each gets up to N requests (no new one after
 ``--level-seconds``), reported as p50 / p99 latency and requests/s:
 
@@ -122,39 +123,90 @@ def check(base: str, key: str, paths: dict[str, str], n: int) -> None:
 # --------------------------------------------------------------------------- load
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection with a minimal client: a request is bytes made
+    once, a response is read by its ``Content-Length`` (or chunks). httpx's asyncio client
+    costs more CPU per request than the server does (6 ms against 4), so on a small
+    machine it, not the server, would set the ceiling."""
+
+    def __init__(self, base: str, key: str) -> None:
+        host, port = base.split("://", 1)[1].rsplit(":", 1)
+        self.host, self.port, self.key = host, int(port), key
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+    async def get(self, path: str) -> tuple[int, int]:
+        """(status, body bytes) of ``GET path``."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {self.key}\r\n\r\n".encode()
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)
+        }
+        if "content-length" in headers:
+            size = int(headers["content-length"])
+            await self.reader.readexactly(size)
+        else:  # chunked
+            size = 0
+            while True:
+                n = int((await self.reader.readline()).split(b";")[0], 16)
+                await self.reader.readexactly(n + 2)
+                size += n
+                if n == 0:
+                    break
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, size
+
+
 async def one_level(
     base: str, key: str, path: str, concurrency: int, total: int, cap_s: float
 ) -> dict[str, Any]:
-    """Up to ``total`` GETs of ``path`` from ``concurrency`` clients sharing a counter; no new
-    request starts after ``cap_s`` seconds (those in flight finish)."""
+    """Up to ``total`` GETs of ``path`` from ``concurrency`` clients (a keep-alive connection
+    each) sharing a counter; no new request starts after ``cap_s`` seconds (those in flight
+    finish)."""
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     sizes: list[int] = []
     left = total
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=base, headers=auth(key), limits=limits, timeout=600
-    ) as client:
-        started = time.perf_counter()
+    started = time.perf_counter()
 
-        async def user() -> None:
-            nonlocal left
+    async def user() -> None:
+        nonlocal left
+        conn = Connection(base, key)
+        try:
             while left > 0 and time.perf_counter() - started < cap_s:
                 left -= 1
                 t0 = time.perf_counter()
                 try:
-                    r = await client.get(path)
-                    body = await r.aread()
-                    outcome = str(r.status_code)
-                    if r.status_code == 200:
-                        sizes.append(len(body))
-                except httpx.HTTPError as exc:
+                    status, size = await conn.get(path)
+                    outcome = str(status)
+                    if status == 200:
+                        sizes.append(size)
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     outcome = type(exc).__name__
+                    await conn.close()
                 latencies.append(time.perf_counter() - t0)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        finally:
+            await conn.close()
 
-        await asyncio.gather(*(user() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
+    await asyncio.gather(*(user() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
     latencies.sort()
     ok = outcomes.get("200", 0)
     return {
@@ -209,8 +261,8 @@ def section(args: argparse.Namespace, results: list[dict[str, Any]], info: dict[
         "/v1/studies`; trials added with `study.add_trials`, carrying what a real trial stores "
         "(params, values, every `metric:<name>`, config, student, intermediate vectors, "
         "constraint). Server: `kdsearch serve --workers 0` (one uvicorn process) on 127.0.0.1; "
-        "load generator: this separate process (httpx + asyncio, keep-alive, one connection per "
-        "client) on the same cores. Per level at most "
+        "load generator: this separate process (asyncio, a minimal HTTP/1.1 client, one "
+        "keep-alive connection per client) on the same cores. Per level at most "
         f"{', '.join(f'{r} requests at {c}' for c, r in levels)} client(s), no new request "
         f"after {args.level_seconds:g} s (those in flight finish), after {args.warmup} "
         "unmeasured requests per endpoint; endpoints take turns within a level.",
