@@ -25,6 +25,7 @@ import datetime as dt
 import gzip
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -87,6 +88,9 @@ def evaluate_config(
     seconds = time.perf_counter() - started
     return {
         "key": config_key(params, axes),
+        # when and how busy the machine was: the seconds below are wall-clock
+        "made": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load1": round(os.getloadavg()[0], 2),
         "params": dict(params),
         "total_steps": curve[-1]["step"] if curve else 0,
         "seconds": round(seconds, 4),
