@@ -60,7 +60,7 @@ from search.spec import StudySpec  # noqa: E402
 
 # Loss space: minimise (-accuracy, conf_sigma); reference = accuracy 0.5, conf_sigma 0.5.
 REFERENCE = np.array([-0.5, 0.5])
-PRUNER_ON = {"name": "median", "min_trials": 3, "min_dominating": 2}
+PRUNER_ON = {"name": "dominance", "min_trials": 3, "min_dominating": 2}
 PRUNER_OFF = {"name": "none"}
 
 

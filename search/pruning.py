@@ -160,6 +160,10 @@ class ProgressPruner(ABC):
         self.warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
         self.warmup_progress = _check_fraction("warmup_progress", warmup_progress, 0.0, 1.0)
 
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({settings})"
+
     @abstractmethod
     def decide(
         self,
@@ -259,13 +263,6 @@ class DominancePruner(ProgressPruner):
         super().__init__(min_trials, warmup_steps, warmup_progress)
         self.min_dominating = _check_int("min_dominating", min_dominating, 1)
 
-    def __repr__(self) -> str:
-        return (
-            f"DominancePruner(min_trials={self.min_trials}, "
-            f"min_dominating={self.min_dominating}, warmup_steps={self.warmup_steps}, "
-            f"warmup_progress={self.warmup_progress})"
-        )
-
     def decide(
         self,
         vector: Sequence[float],
@@ -297,12 +294,6 @@ class ParetoRankPruner(ProgressPruner):
         self.percentile = _check_fraction("percentile", percentile, 0.0, 100.0)
         if self.percentile <= 0:
             raise ValueError("percentile must be > 0 (0 would prune every trial)")
-
-    def __repr__(self) -> str:
-        return (
-            f"ParetoRankPruner(min_trials={self.min_trials}, percentile={self.percentile}, "
-            f"warmup_steps={self.warmup_steps}, warmup_progress={self.warmup_progress})"
-        )
 
     def decide(
         self,
