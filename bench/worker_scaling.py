@@ -31,6 +31,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -99,19 +101,42 @@ def prepare(spec: StudySpec) -> float:
     return time.perf_counter() - started
 
 
+def start_proxy(stack: contextlib.ExitStack, url: str, log: Path) -> str:
+    """``kdsearch storage-proxy`` on a free loopback port until ``stack`` closes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    out = stack.enter_context(log.open("w"))
+    cmd = [*kdsearch_cmd(), "storage-proxy", "--database-url", url, "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    stack.callback(stop)
+    return f"grpc://127.0.0.1:{port}"
+
+
 def run_config(
-    args: argparse.Namespace, spec: StudySpec, workers: int, threads: int
+    args: argparse.Namespace, spec: StudySpec, workers: int, threads: int, via: str = "direct"
 ) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         url, pg_version = stack.enter_context(throwaway_database(args.pg_admin))
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kd-bench-"))
         name = create_study(spec, url)
-        cmd = [*kdsearch_cmd(), "worker", "--database-url", url, "--artifact-dir", f"{tmp}/art"]
-        cmd += ["--exit-when-idle"] + (["--threads", str(threads)] if threads else [])
-        logs = [Path(tmp) / f"worker{i}.log" for i in range(workers)]
-        outs = [stack.enter_context(log.open("w")) for log in logs]
         sampler = ConnectionSampler(args.pg_admin, url.rsplit("/", 1)[1]).start()
         stack.callback(sampler.stop)
+        cmd = [*kdsearch_cmd(), "worker", "--database-url", url, "--artifact-dir", f"{tmp}/art"]
+        cmd += ["--exit-when-idle"] + (["--threads", str(threads)] if threads else [])
+        if via == "proxy":  # the workers wait for it to answer (--wait-for-db)
+            cmd += ["--storage", start_proxy(stack, url, Path(tmp) / "proxy.log")]
+        logs = [Path(tmp) / f"worker{i}.log" for i in range(workers)]
+        outs = [stack.enter_context(log.open("w")) for log in logs]
         pg_started = postmaster_started(args.pg_admin)
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
@@ -146,6 +171,7 @@ def run_config(
     return {
         "workers": workers,
         "threads": threads,
+        "via": via,
         "trials": len(trials),
         "complete": len(complete),
         "per_worker": [int(line.split()[2]) for line in done],
@@ -170,7 +196,7 @@ def run_config(
 
 def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     default = info["default_threads"]
-    ones = {r["threads"]: r for r in rows if r["workers"] == 1}
+    ones = {(r["threads"], r["via"]): r for r in rows if r["workers"] == 1}
     first = next((r for r in rows if r["workers"] == 1), rows[0])
     where = machine(
         f" (torch's default: {default} threads per process)",
@@ -193,16 +219,16 @@ def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str
         "= first trial start to last trial end. Connections: `SELECT count(*) FROM "
         "pg_stat_activity WHERE datname = <db>` every 0.5 s while the workers run.",
         "",
-        "| workers | torch threads per worker | trials (per worker) | wall s | trials/min (wall)"
-        " | vs 1 worker | busy s | trials/min (busy) | vs 1 worker | mean trial s | DB "
-        "connections peak | mean | load avg before, after |",
-        "|" + " --- |" * 13,
+        "| workers | via | torch threads per worker | trials (per worker) | wall s | "
+        "trials/min (wall) | vs 1 worker | busy s | trials/min (busy) | vs 1 worker | mean "
+        "trial s | DB connections peak | mean | load avg before, after |",
+        "|" + " --- |" * 14,
     ]
     for r in rows:
         threads = r["threads"] or f"{default} (default)"
-        base = ones.get(r["threads"], first)
+        base = ones.get((r["threads"], r["via"]), first)
         lines.append(
-            f"| {r['workers']} | {threads} | {r['complete']}/{r['trials']} "
+            f"| {r['workers']} | {r['via']} | {threads} | {r['complete']}/{r['trials']} "
             f"({' + '.join(map(str, r['per_worker']))}) | {r['wall_s']:.0f} | "
             f"{r['per_min_wall']:.2f} | {r['per_min_wall'] / base['per_min_wall']:.2f}x | "
             f"{r['busy_s']:.0f} | {r['per_min_busy']:.2f} | "
@@ -210,10 +236,10 @@ def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str
             f"{r['conn_peak']} | {r['conn_mean']:.1f} | {r['load'][0]:.1f}, {r['load'][1]:.1f} |"
         )
     same = ", ".join(
-        f"{r['workers']}x{r['threads']} against 1x{r['threads']}: "
-        f"{r['per_min_wall'] / ones[r['threads']]['per_min_wall']:.2f}x"
+        f"{r['workers']}x{r['threads']} {r['via']} against 1x{r['threads']}: "
+        f"{r['per_min_wall'] / ones[(r['threads'], r['via'])]['per_min_wall']:.2f}x"
         for r in rows
-        if r["workers"] > 1 and r["threads"] in ones
+        if r["workers"] > 1 and (r["threads"], r["via"]) in ones
     )
     lines += [
         "",
@@ -224,9 +250,12 @@ def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str
         f"takes torch's default ({default} here, one per core), so two default workers run "
         f"{2 * default} compute threads on {os.cpu_count()} cores. (`kdsearch serve --workers "
         "N` and `kdsearch study run --workers N` divide the cores instead: "
-        "`search.worker.default_threads`.) Each worker holds two SQLAlchemy pools (kdsearch's "
+        "`search.worker.default_threads`.) A direct worker holds two SQLAlchemy pools (kdsearch's "
         "engine and Optuna's RDBStorage, each `pool_size=2, max_overflow=3`), so at most 10 "
-        "connections per worker. The machine's cores are shared with other jobs (`load avg` "
+        "connections per worker. A proxied worker (`--storage grpc://...`) holds none: Optuna's "
+        "calls go to `kdsearch storage-proxy` (one process, `pool_size` 5 + 5 overflow), and "
+        "kdsearch's own tables get a connection per use. The machine's cores are shared with "
+        "other jobs (`load avg` "
         "= the 1-minute load average when each configuration started and ended): the "
         "configurations run one after another, so a change in that load moves their ratios.",
         "",
@@ -235,7 +264,7 @@ def section(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str
         if r["pg_restarted"] or r["conn_dropped"] or set(r["states"]) != {"COMPLETE"}:
             lines[-1:-1] = [
                 "",
-                f"Disturbed: {r['workers']}x{r['threads']}: PostgreSQL "
+                f"Disturbed: {r['workers']}x{r['threads']} {r['via']}: PostgreSQL "
                 f"{'restarted' if r['pg_restarted'] else 'kept running'}, dropped the "
                 f"sampler's connection {len(r['conn_dropped'])} time(s); trial states "
                 f"{r['states']}.",
@@ -250,8 +279,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--configs",
         nargs="+",
-        default=["1x0", "1x1", "2x0", "2x1"],
-        help="WORKERSxTHREADS (threads 0: the worker's default)",
+        default=["1x1", "2x1", "4x1", "8x1", "1x1p", "2x1p", "4x1p", "8x1p"],
+        help="WORKERSxTHREADS, threads 0: the worker's default; a trailing p: the workers "
+        "reach Optuna's tables through `kdsearch storage-proxy`",
     )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     p.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE")
@@ -272,10 +302,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"teacher and logits ready in {prepare_s:.1f} s", flush=True)
     rows = []
     for config in args.configs:
-        workers, threads = (int(x) for x in config.split("x"))
-        r = run_config(args, spec, workers, threads)
+        via = "proxy" if config.endswith("p") else "direct"
+        workers, threads = (int(x) for x in config.rstrip("p").split("x"))
+        r = run_config(args, spec, workers, threads, via)
         print(
-            f"{workers} worker(s), threads {threads or 'default'}: {r['complete']} trials in "
+            f"{workers} worker(s) {via}, threads {threads or 'default'}: {r['complete']} trials in "
             f"{r['wall_s']:.0f} s ({r['per_min_wall']:.2f}/min wall, {r['per_min_busy']:.2f}/min"
             f" busy), connections peak {r['conn_peak']} mean {r['conn_mean']:.1f}",
             flush=True,

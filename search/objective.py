@@ -90,10 +90,13 @@ class TrialObjective:
         engine: Engine,
         artifact_store: Any,
         should_abort: Callable[[], bool] = lambda: False,
+        beat: Callable[[int], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.spec, self.ctx, self.engine, self.store = spec, ctx, engine, artifact_store
         self.space = spec.parsed_space()
         self.should_abort = should_abort
+        # a trial's heartbeat where the storage keeps none itself (``search.proxy``)
+        self.beat = beat
         self.last_trial_number: int | None = None
         self.database_failed = False  # the last trial failed because the database did
         self.multi = len(spec.objectives) > 1
@@ -110,8 +113,10 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> Sequence[float] | float:
         self.last_trial_number = trial.number
+        beating = self.beat(trial._trial_id) if self.beat else contextlib.nullcontext()
         try:
-            return self._run(trial)
+            with beating:
+                return self._run(trial)
         except optuna.TrialPruned:
             raise
         except StopRequested as exc:

@@ -34,6 +34,19 @@ class StorageError(ValueError):
     """The database URL is unusable."""
 
 
+GRPC_SCHEME = "grpc://"
+
+
+def parse_grpc_url(url: str) -> tuple[str, int]:
+    """``grpc://HOST:PORT`` (a ``kdsearch storage-proxy``) as (host, port)."""
+    host, sep, port = url[len(GRPC_SCHEME) :].rpartition(":")
+    if not url.startswith(GRPC_SCHEME) or not sep or not host or not port.isdigit():
+        raise StorageError(f"--storage must be grpc://HOST:PORT, got {url!r}")
+    if not 0 < int(port) < 65536:
+        raise StorageError(f"--storage port must be 1..65535, got {port}")
+    return host, int(port)
+
+
 def normalize_url(url: str) -> str:
     """``postgresql://`` uses psycopg 3 (the driver we install); SQLite paths are checked."""
     if url.startswith(("postgresql://", "postgres://")):
@@ -84,11 +97,23 @@ def _enable_wal(url: str) -> None:
         con.close()
 
 
-def make_engine(url: str, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW) -> Engine:
+def make_engine(
+    url: str,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = MAX_OVERFLOW,
+    *,
+    pooled: bool = True,
+) -> Engine:
+    """kdsearch's engine. ``pooled=False``: no connection is kept between uses (a worker
+    behind the storage proxy touches kdsearch's tables only now and then)."""
     url = normalize_url(url)
     if is_sqlite(url):
         _enable_wal(url)
-    engine = sa.create_engine(url, **engine_kwargs(url, pool_size, max_overflow))
+    kwargs = engine_kwargs(url, pool_size, max_overflow)
+    if not pooled:
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("pool_size", "max_overflow")}
+        kwargs["poolclass"] = sa.pool.NullPool
+    engine = sa.create_engine(url, **kwargs)
     registry.create_tables(engine)
     return engine
 

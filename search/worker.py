@@ -10,6 +10,7 @@ worker (``SlotReleasingRetry``), and its slot returns to the budget.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ from . import study as study_mod
 from .artifacts import apply_keep_policy, make_artifact_store
 from .objective import StopRequested, TrialObjective, build_run_config
 from .preflight import check_study_against_context
+from .proxy import TrialBeat, connect_proxy
 from .spec import StudySpec
 from .storage import (
     GRACE_PERIOD_S,
@@ -59,6 +61,8 @@ class WorkerOptions:
     auto_device: str | None = None
     # how long to wait at start-up for a database that is not up yet
     startup_wait_s: float = 300.0
+    # grpc://HOST:PORT: Optuna's tables through ``kdsearch storage-proxy`` (search.proxy)
+    storage_url: str | None = None
 
 
 @dataclass
@@ -74,16 +78,25 @@ class Worker:
 
     def __post_init__(self) -> None:
         o = self.options
-        self.engine = wait_for_database(lambda: make_engine(o.database_url), o.startup_wait_s)
-        self.storage = wait_for_database(
-            lambda: make_storage(
-                o.database_url,
-                self.engine,
-                heartbeat_interval=o.heartbeat_interval,
-                grace_period=o.grace_period,
-            ),
-            o.startup_wait_s,
-        )
+        self.beat: Callable[[int], TrialBeat] | None = None
+        if o.storage_url:  # no pooled connection: the proxy holds the database's
+            self.engine = wait_for_database(
+                lambda: make_engine(o.database_url, pooled=False), o.startup_wait_s
+            )
+            proxy = connect_proxy(o.storage_url, o.startup_wait_s)
+            self.storage: optuna.storages.BaseStorage = proxy
+            self.beat = functools.partial(TrialBeat, proxy, o.heartbeat_interval)
+        else:
+            self.engine = wait_for_database(lambda: make_engine(o.database_url), o.startup_wait_s)
+            self.storage = wait_for_database(
+                lambda: make_storage(
+                    o.database_url,
+                    self.engine,
+                    heartbeat_interval=o.heartbeat_interval,
+                    grace_period=o.grace_period,
+                ),
+                o.startup_wait_s,
+            )
         self.store = make_artifact_store(o.artifact_dir)
         if o.torch_threads:
             import torch
@@ -212,7 +225,7 @@ class Worker:
             registry.set_status(self.engine, name, "failed", msg)
             return True
         objective = TrialObjective(
-            spec, ctx, self.engine, self.store, should_abort=lambda: self.aborting
+            spec, ctx, self.engine, self.store, should_abort=lambda: self.aborting, beat=self.beat
         )
         worked = False
         while not self.stopping and not self._cap_reached():

@@ -11,7 +11,16 @@ from pathlib import Path
 
 from distill.errors import KDSearchError
 
-from . import cli_db, cli_distill, cli_keys, cli_predict, cli_report, cli_search, cli_serve
+from . import (
+    cli_db,
+    cli_distill,
+    cli_keys,
+    cli_predict,
+    cli_proxy,
+    cli_report,
+    cli_search,
+    cli_serve,
+)
 from .logs import configure_logging
 
 
@@ -27,6 +36,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_db.register(sub)
     cli_keys.register(sub)
     cli_serve.register(sub)
+    cli_proxy.register(sub)
     cli_report.register(sub)
     return parser
 

@@ -56,6 +56,13 @@ def register(sub: Any) -> None:
 
     w = sub.add_parser("worker", help="run trials of queued studies until stopped")
     add_storage_args(w)
+    w.add_argument(
+        "--storage",
+        default=None,
+        metavar="grpc://HOST:PORT",
+        help="reach Optuna's tables through `kdsearch storage-proxy` (kdsearch's own tables "
+        "still through --database-url, without a pool)",
+    )
     w.add_argument("--device", default=None, help="override the device, e.g. cuda:1")
     w.add_argument("--max-trials", type=int, default=None, help="exit after this many trials")
     w.add_argument("--exit-when-idle", action="store_true", help="exit when no study is active")
@@ -248,6 +255,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     url, artifacts = _urls(args)
     _check_url(url)
+    if args.storage is not None:
+        from distill.errors import ConfigError
+        from search.storage import StorageError, parse_grpc_url
+
+        try:
+            parse_grpc_url(args.storage)
+        except StorageError as exc:
+            raise ConfigError(str(exc)) from None
     options = WorkerOptions(
         url,
         artifacts,
@@ -263,6 +278,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval or HEARTBEAT_INTERVAL_S,
         grace_period=args.grace_period or GRACE_PERIOD_S,
         startup_wait_s=max(0.0, args.wait_for_db),
+        storage_url=args.storage,
     )
     n = worker_main(options)
     print(f"worker done: {n} trials")
