@@ -235,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.trials, args.write, args.plot = 3, 30, None, None
+    if not args.table.is_file():
+        raise SystemExit(
+            f"{args.table} is missing: make it with bench/kdtable/make_table.py (about 1.5 h)"
+        )
     quiet_logging()
     load = loadavg()
     started = time.perf_counter()
