@@ -88,12 +88,17 @@ def running_server(url: str, env: dict[str, str], log_path: Path) -> Iterator[st
                 time.sleep(0.3)
             yield base
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc, signal.SIGTERM)
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int, grace_s: float = 30) -> None:
+    """Send ``sig``, wait up to ``grace_s``, then kill."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 class ConnectionSampler:

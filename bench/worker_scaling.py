@@ -60,6 +60,7 @@ from bench._pg import (  # noqa: E402
     ConnectionSampler,
     kdsearch_cmd,
     postmaster_started,
+    stop_process,
     throwaway_database,
 )
 from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
@@ -110,15 +111,7 @@ def start_proxy(stack: contextlib.ExitStack, url: str, log: Path) -> str:
     cmd = [*kdsearch_cmd(), "storage-proxy", "--database-url", url, "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
-    def stop() -> None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-    stack.callback(stop)
+    stack.callback(stop_process, proc, signal.SIGINT)
     return f"grpc://127.0.0.1:{port}"
 
 
