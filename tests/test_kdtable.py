@@ -74,3 +74,22 @@ def test_simulator_reproduces_a_real_study_on_grid_points(tmp_path: Path) -> Non
             last = max(int(k) for k in r.user_attrs["kd_intermediate"])
             row = table.rows[s.key]
             assert s.seconds == next(p["seconds"] for p in row["curve"] if p["step"] == last)
+
+
+def test_compare_resumes_only_runs_of_the_same_table_and_trial_count(tmp_path: Path) -> None:
+    import json
+
+    from bench.kdtable.compare import load_runs, run_key
+
+    path = tmp_path / "runs.partial.jsonl"
+    runs = [
+        {"label": "tpe", "seed": 0, "hv": [0.1], "key": run_key("tpe", 0, 50, "T1")},
+        {"label": "gp", "seed": 1, "hv": [0.2], "key": run_key("gp", 1, 50, "T0")},  # old table
+        {"label": "gp", "seed": 2, "hv": [0.3], "key": run_key("gp", 2, 30, "T1")},  # 30 trials
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in runs) + '{"label": "random", "se'  # cut off
+    path.write_text(text)
+    loaded = load_runs(path, "T1", 50)
+    assert list(loaded) == [run_key("tpe", 0, 50, "T1")]
+    assert loaded[run_key("tpe", 0, 50, "T1")]["hv"] == [0.1]
+    assert load_runs(tmp_path / "missing.jsonl", "T1", 50) == {}

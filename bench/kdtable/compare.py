@@ -12,11 +12,17 @@ trials; pruning saves >= 30 % of the compute at >= 98 % of the unpruned final hy
 
     .venv/bin/python bench/kdtable/compare.py --write bench/RESULTS.md     # 30 seeds
     .venv/bin/python bench/kdtable/compare.py --quick                       # 3 seeds, smoke
+
+Each finished run is appended to ``runs.partial.jsonl`` next to the table (keyed by variant,
+seed, trial count and the table's ``made`` stamp), so an interrupted comparison resumes where
+it stopped; the file is deleted once the results are written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import multiprocessing as mp
 import sys
@@ -43,6 +49,7 @@ from search.spec import StudySpec  # noqa: E402
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "table.json.gz"
 PLOT = HERE / "hv.png"
+RUNS = HERE / "runs.partial.jsonl"
 SECTION = "## Tabular KD benchmark: samplers and pruning rules (bench/kdtable)"
 REFERENCE = np.array([-0.5, 0.5])
 SAMPLERS = ("random", "tpe", "nsga2", "gp")
@@ -122,6 +129,26 @@ def run_one(job: tuple[Variant, int, int]) -> dict[str, Any]:
         "pruned": sum(t.state == "PRUNED" for t in trials),
         "seconds": time.perf_counter() - started,
     }
+
+
+def run_key(label: str, seed: int, n_trials: int, table_made: str) -> str:
+    return f"{table_made}|{label}|{seed}|{n_trials}"
+
+
+def load_runs(path: Path, table_made: str, n_trials: int) -> dict[str, dict[str, Any]]:
+    """Runs an earlier, interrupted comparison finished on this same table and trial count."""
+    if not path.is_file():
+        return {}
+    runs = {}
+    for line in path.read_text().splitlines():
+        try:
+            run = json.loads(line)
+        except json.JSONDecodeError:  # a line cut off by the interruption
+            continue
+        key = run_key(run["label"], run["seed"], n_trials, table_made)
+        if run.get("key") == key:
+            runs[key] = run
+    return runs
 
 
 # --------------------------------------------------------------------------- statistics
@@ -230,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--jobs", type=int, default=max(1, (mp.cpu_count() or 1)))
     ap.add_argument("--plot", type=Path, default=PLOT)
+    ap.add_argument("--runs", type=Path, default=RUNS, help="finished runs, kept to resume")
     ap.add_argument("--quick", action="store_true", help="3 seeds, 30 trials; writes nothing")
     add_output_args(ap, "dump the summary as JSON")
     args = ap.parse_args(argv)
@@ -243,13 +271,35 @@ def main(argv: list[str] | None = None) -> int:
     load = loadavg()
     started = time.perf_counter()
     table = Table.load(args.table)
-    jobs = [(v, seed, args.trials) for v in variants() for seed in range(args.seeds)]
+    made = str(table.meta.get("made", ""))
+    runs_path = None if args.quick else args.runs
+    done = load_runs(runs_path, made, args.trials) if runs_path else {}
+    jobs = [
+        (v, seed, args.trials)
+        for v in variants()
+        for seed in range(args.seeds)
+        if run_key(v.label, seed, args.trials, made) not in done
+    ]
     # the slow GP runs first, so the pool's tail is short
     jobs.sort(key=lambda j: j[0].sampler != "gp")
-    runs: list[dict[str, Any]] = []
-    with mp.get_context("spawn").Pool(args.jobs, _init, (str(args.table),)) as pool:
+    wanted = {
+        run_key(v.label, seed, args.trials, made) for v in variants() for seed in range(args.seeds)
+    }
+    runs = [r for k, r in done.items() if k in wanted]
+    resumed = len(runs)
+    if runs:
+        print(f"resuming: {len(runs)} runs from {runs_path}, {len(jobs)} to go", flush=True)
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(runs_path.open("a")) if runs_path else None
+        pool = stack.enter_context(
+            mp.get_context("spawn").Pool(args.jobs, _init, (str(args.table),))
+        )
         for i, run in enumerate(pool.imap_unordered(run_one, jobs), 1):
             runs.append(run)
+            if sink:
+                run["key"] = run_key(run["label"], run["seed"], args.trials, made)
+                sink.write(json.dumps(run) + "\n")
+                sink.flush()
             if i % 30 == 0 or i == len(jobs):
                 print(f"[{i}/{len(jobs)}] {time.perf_counter() - started:.0f} s", flush=True)
     summary = summarise(runs, args.trials, table)
@@ -265,10 +315,13 @@ def main(argv: list[str] | None = None) -> int:
             *versions(optuna, np),
             load=(load, loadavg()),
         ),
-        f"{runtime / 60:.1f} min",
+        f"{runtime / 60:.1f} min"
+        + (f" (and {resumed} runs resumed from an interrupted comparison)" if resumed else ""),
     )
     body = section(lines, summary, table, args.plot)
     publish(SECTION, body, args.write, args.json, {"summary": summary})
+    if runs_path and args.write:
+        runs_path.unlink(missing_ok=True)  # the results are in; a new comparison starts afresh
     return 0
 
 
