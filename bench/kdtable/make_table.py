@@ -208,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = [done[config_key(c, AXES)] for c in configs]
     command = "python bench/kdtable/make_table.py " + " ".join(argv or sys.argv[1:])
+    if count > 1:  # every shard's process took part
+        command = " & ".join(
+            f"python bench/kdtable/make_table.py --shard {i}/{count}" for i in range(count)
+        )
     write_table(args.out, rows, spec_dict, command.strip())
     print(f"wrote {args.out} ({len(rows)} configs, {args.out.stat().st_size // 1024} KiB)")
     return 0
