@@ -58,7 +58,8 @@ demo: $(STAMP)
 	$(BIN)/python -m service.demo
 
 # bench/kdtable/table.json.gz (the tabular benchmark's grid) is made once by
-# bench/kdtable/make_table.py (about 1.5 h on 2 cores) and committed; compare.py replays it.
+# bench/kdtable/make_table.py (3.2 h of compute: 1.6 h with one process per core on 2
+# cores) and committed; compare.py replays it.
 # bench: the whole suite into bench/RESULTS.md (api_load and worker_scaling need PostgreSQL
 # on 127.0.0.1:5432, or KDSEARCH_BENCH_PG); bench-quick: smoke runs that write nothing.
 bench: $(STAMP)

@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.trials, args.write, args.plot = 3, 30, None, None
     if not args.table.is_file():
         raise SystemExit(
-            f"{args.table} is missing: make it with bench/kdtable/make_table.py (about 1.5 h)"
+            f"{args.table} is missing: make it with bench/kdtable/make_table.py "
+            "(about 3 h of compute; --shard i/n splits it over processes)"
         )
     quiet_logging()
     load = loadavg()
