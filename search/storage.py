@@ -118,7 +118,17 @@ def make_engine(
     return engine
 
 
-def _outage(exc: BaseException) -> sa.exc.DBAPIError | None:
+def _proxy_down(exc: BaseException) -> bool:
+    """A gRPC call to ``kdsearch storage-proxy`` that found no proxy (stopped, restarting)."""
+    import grpc
+
+    return isinstance(exc, grpc.RpcError) and exc.code() in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+
+
+def _outage(exc: BaseException) -> BaseException | None:
     seen: BaseException | None = exc
     for _ in range(20):  # the cause/context chain (Optuna wraps, and re-raises in finally)
         if seen is None:
@@ -126,6 +136,8 @@ def _outage(exc: BaseException) -> sa.exc.DBAPIError | None:
         if isinstance(seen, sa.exc.OperationalError | sa.exc.InterfaceError):
             return seen
         if isinstance(seen, sa.exc.DBAPIError) and seen.connection_invalidated:
+            return seen
+        if _proxy_down(seen):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
@@ -135,7 +147,8 @@ def database_unavailable(exc: BaseException) -> bool:
     """Is this (or what caused it) the database being unreachable, e.g. restarting?
 
     Connection-level errors only (refused, dropped, shutting down; SQLite's "database is
-    locked"): worth waiting out. A schema or data error is not, and stays fatal.
+    locked"; no storage proxy answering a ``grpc://`` worker): worth waiting out. A schema
+    or data error is not, and stays fatal.
     """
     return _outage(exc) is not None
 
@@ -143,7 +156,13 @@ def database_unavailable(exc: BaseException) -> bool:
 def first_line(exc: BaseException) -> str:
     """The driver's own words for an outage (not Optuna's wrapper), on one line."""
     cause = _outage(exc)
-    text = str(cause.orig if cause is not None and cause.orig is not None else exc).strip()
+    if isinstance(cause, sa.exc.DBAPIError) and cause.orig is not None:
+        text = str(cause.orig).strip()
+    elif cause is not None and not isinstance(cause, sa.exc.DBAPIError):  # the proxy
+        details = getattr(cause, "details", lambda: None)() or str(cause)
+        text = f"storage proxy: {details}".strip()
+    else:
+        text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 

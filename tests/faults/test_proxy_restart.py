@@ -1,0 +1,99 @@
+"""Fault: ``kdsearch storage-proxy`` is killed mid-trial and started again on the same port.
+
+A worker behind it (``--storage grpc://``) must treat the missing proxy as it treats a
+database outage: no traceback, wait, reconnect, let the interrupted trial be failed and
+retried (by the restarted proxy's reaper, from the stopped heartbeat), and finish the
+budget with every earlier result intact.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import grpc
+import pytest
+from optuna.storages import GrpcStorageProxy
+from optuna.trial import TrialState
+
+from search import registry
+from search import study as study_mod
+from search.runner import create_study
+from search.storage import database_unavailable, first_line, make_engine, make_storage
+
+from ..proc_helpers import free_port, start_process, wait_for, worker_args
+from ._support import (
+    assert_no_crash,
+    assert_none_running,
+    assert_nothing_lost,
+    fault_spec,
+    snapshot,
+    states,
+    trials_of,
+)
+
+pytestmark = pytest.mark.faults
+BEAT = ("--heartbeat-interval", "1", "--grace-period", "4")
+
+
+def test_a_missing_proxy_reads_as_an_outage() -> None:
+    gone = GrpcStorageProxy(host="127.0.0.1", port=free_port())  # nothing listens there
+    with pytest.raises(grpc.RpcError) as err:
+        gone.get_all_studies()
+    assert database_unavailable(err.value)
+    assert first_line(err.value).startswith("storage proxy: ")
+    assert not database_unavailable(ValueError("a real error"))
+
+
+def test_worker_rides_out_a_proxy_restart(fault_teacher: str, pg_url: str, tmp_path: Path) -> None:
+    art, port = tmp_path / "art", free_port()
+    # the study first: it migrates the fresh database before the proxy and worker open it
+    name = create_study(fault_spec(fault_teacher, n_trials=3), pg_url)
+    proxy_args = ("storage-proxy", "--database-url", pg_url, "--port", str(port), *BEAT)
+    proxy = start_process(*proxy_args, log=tmp_path / "proxy1.log", name="proxy")
+    storage_url = f"grpc://127.0.0.1:{port}"
+    worker = start_process(
+        *worker_args(pg_url, art, "--storage", storage_url, *BEAT), log=tmp_path / "worker.log"
+    )
+    engine = make_engine(pg_url)
+    storage = make_storage(pg_url, engine)
+    try:
+
+        def running_after(done: int) -> bool:
+            s = states(trials_of(storage, name))
+            return s.get("COMPLETE", 0) >= done and s.get("RUNNING", 0) == 1
+
+        wait_for(
+            lambda: running_after(1), 400, "a COMPLETE trial and a RUNNING one", procs=[worker]
+        )
+        before = snapshot(engine, storage, name, art)
+        proxy.signal(signal.SIGKILL)
+        proxy.wait(30)
+        wait_for(
+            lambda: "retrying in" in worker.output(),
+            120,
+            "the worker to notice the proxy is gone",
+            procs=[worker],
+        )
+        assert "storage proxy: " in worker.output()
+        proxy = start_process(*proxy_args, log=tmp_path / "proxy2.log", name="proxy")
+        wait_for(
+            lambda: (r := registry.get(engine, name)) is not None and r.status == "completed",
+            600,
+            "the study to complete after the proxy restart",
+            procs=[worker, proxy],
+        )
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(120) == 0, worker.tail()
+    finally:
+        worker.stop()
+        proxy.stop()
+    assert_no_crash(worker)
+    trials = trials_of(storage, name)
+    assert_none_running(trials)
+    counted = [t for t in trials if study_mod.counted(t)]
+    assert [t.state for t in counted] == [TrialState.COMPLETE] * 3, states(trials)
+    assert any(t.state == TrialState.FAIL for t in trials), states(trials)  # the cut-off one
+    run = registry.get(engine, name)
+    assert run is not None and run.claimed == 3
+    assert_nothing_lost(engine, storage, name, art, before)
