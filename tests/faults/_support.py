@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import Engine
 
 from search import registry
+from search import study as study_mod
 from search.spec import StudySpec
 
 from ..proc_helpers import Proc, wait_for
@@ -204,3 +206,44 @@ def crashes(log: str) -> list[str]:
 def assert_no_crash(*procs: Proc) -> None:
     for p in procs:
         assert not crashes(p.output()), p.tail(8000)
+
+
+# ---------------------------------------------------------------- a worker through a fault
+def running_after(storage: Any, name: str, done: int) -> bool:
+    """At least ``done`` trials COMPLETE and exactly one RUNNING: a fault now lands mid-trial."""
+    s = states(trials_of(storage, name))
+    return s.get("COMPLETE", 0) >= done and s.get("RUNNING", 0) == 1
+
+
+def finish_study(engine: Engine, name: str, worker: Proc, timeout: float, *others: Proc) -> None:
+    """Wait for the study to complete, then stop the worker the way an operator does."""
+    wait_for(
+        lambda: (r := registry.get(engine, name)) is not None and r.status == "completed",
+        timeout,
+        "the study to complete after the fault",
+        procs=[worker, *others],
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(120) == 0, worker.tail()
+
+
+def assert_study_recovered(
+    engine: Engine,
+    storage: Any,
+    name: str,
+    art: Path,
+    before: dict[int, Kept],
+    worker: Proc,
+    n_trials: int,
+) -> list[optuna.trial.FrozenTrial]:
+    """After the fault: no traceback, nothing left RUNNING, exactly the budget counted and
+    COMPLETE, the claims matching it, and every earlier result intact. Returns the trials."""
+    assert_no_crash(worker)  # the heartbeat thread lived through it, too
+    trials = trials_of(storage, name)
+    assert_none_running(trials)
+    counted = [t for t in trials if study_mod.counted(t)]
+    assert [t.state for t in counted] == [TrialState.COMPLETE] * n_trials, states(trials)
+    run = registry.get(engine, name)
+    assert run is not None and run.claimed == n_trials
+    assert_nothing_lost(engine, storage, name, art, before)
+    return trials

@@ -8,28 +8,22 @@ cut off, and finish the budget with every earlier result intact.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
-from optuna.trial import TrialState
 
-from search import registry
-from search import study as study_mod
 from search.runner import create_study
 from search.storage import make_engine, make_storage
 
 from ..proc_helpers import start_process, wait_for, worker_args
 from ._support import (
-    assert_no_crash,
-    assert_none_running,
-    assert_nothing_lost,
+    assert_study_recovered,
     database_outage,
     fault_spec,
+    finish_study,
     restart_postgres,
+    running_after,
     snapshot,
-    states,
-    trials_of,
 )
 
 pytestmark = pytest.mark.faults
@@ -60,41 +54,31 @@ def test_worker_rides_out_database_outages(fault_teacher: str, pg_url: str, tmp_
         storage = make_storage(pg_url, engine)
         name = create_study(fault_spec(fault_teacher, n_trials=3), pg_url)
 
-        def running_after(done: int) -> bool:
-            s = states(trials_of(storage, name))
-            return s.get("COMPLETE", 0) >= done and s.get("RUNNING", 0) == 1
-
         # 2. PostgreSQL restarts mid-trial: heartbeats and pooled connections meet it
         wait_for(
-            lambda: running_after(1), 400, "a COMPLETE trial and a RUNNING one", procs=[worker]
+            lambda: running_after(storage, name, 1),
+            400,
+            "a COMPLETE trial and a RUNNING one",
+            procs=[worker],
         )
         before = snapshot(engine, storage, name, art)
         restart_postgres()
         assert worker.alive(), worker.tail()
 
         # 3. a long outage over the end of a trial: its last writes fail, it goes stale
-        wait_for(lambda: running_after(2), 400, "two COMPLETE and a RUNNING", procs=[worker])
+        wait_for(
+            lambda: running_after(storage, name, 2),
+            400,
+            "two COMPLETE and a RUNNING",
+            procs=[worker],
+        )
         before = snapshot(engine, storage, name, art)
         noticed = retries()
         with database_outage(pg_url):
             wait_for(
                 lambda: retries() > noticed, 300, "the trial to reach the database", procs=[worker]
             )
-        wait_for(
-            lambda: (r := registry.get(engine, name)) is not None and r.status == "completed",
-            400,
-            "the study to complete after the outages",
-            procs=[worker],
-        )
-        worker.signal(signal.SIGTERM)
-        assert worker.wait(120) == 0, worker.tail()
+        finish_study(engine, name, worker, 400)
     finally:
         worker.stop()
-    assert_no_crash(worker)  # the heartbeat thread lived through it, too
-    trials = trials_of(storage, name)
-    assert_none_running(trials)
-    counted = [t for t in trials if study_mod.counted(t)]
-    assert [t.state for t in counted] == [TrialState.COMPLETE] * 3, states(trials)
-    run = registry.get(engine, name)
-    assert run is not None and run.claimed == 3
-    assert_nothing_lost(engine, storage, name, art, before)
+    assert_study_recovered(engine, storage, name, art, before, worker, n_trials=3)

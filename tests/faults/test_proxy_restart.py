@@ -16,20 +16,17 @@ import pytest
 from optuna.storages import GrpcStorageProxy
 from optuna.trial import TrialState
 
-from search import registry
-from search import study as study_mod
 from search.runner import create_study
 from search.storage import database_unavailable, first_line, make_engine, make_storage
 
 from ..proc_helpers import free_port, start_process, wait_for, worker_args
 from ._support import (
-    assert_no_crash,
-    assert_none_running,
-    assert_nothing_lost,
+    assert_study_recovered,
     fault_spec,
+    finish_study,
+    running_after,
     snapshot,
     states,
-    trials_of,
 )
 
 pytestmark = pytest.mark.faults
@@ -58,13 +55,11 @@ def test_worker_rides_out_a_proxy_restart(fault_teacher: str, pg_url: str, tmp_p
     engine = make_engine(pg_url)
     storage = make_storage(pg_url, engine)
     try:
-
-        def running_after(done: int) -> bool:
-            s = states(trials_of(storage, name))
-            return s.get("COMPLETE", 0) >= done and s.get("RUNNING", 0) == 1
-
         wait_for(
-            lambda: running_after(1), 400, "a COMPLETE trial and a RUNNING one", procs=[worker]
+            lambda: running_after(storage, name, 1),
+            400,
+            "a COMPLETE trial and a RUNNING one",
+            procs=[worker],
         )
         before = snapshot(engine, storage, name, art)
         proxy.signal(signal.SIGKILL)
@@ -77,23 +72,9 @@ def test_worker_rides_out_a_proxy_restart(fault_teacher: str, pg_url: str, tmp_p
         )
         assert "storage proxy: " in worker.output()
         proxy = start_process(*proxy_args, log=tmp_path / "proxy2.log", name="proxy")
-        wait_for(
-            lambda: (r := registry.get(engine, name)) is not None and r.status == "completed",
-            600,
-            "the study to complete after the proxy restart",
-            procs=[worker, proxy],
-        )
-        worker.signal(signal.SIGTERM)
-        assert worker.wait(120) == 0, worker.tail()
+        finish_study(engine, name, worker, 600, proxy)
     finally:
         worker.stop()
         proxy.stop()
-    assert_no_crash(worker)
-    trials = trials_of(storage, name)
-    assert_none_running(trials)
-    counted = [t for t in trials if study_mod.counted(t)]
-    assert [t.state for t in counted] == [TrialState.COMPLETE] * 3, states(trials)
+    trials = assert_study_recovered(engine, storage, name, art, before, worker, n_trials=3)
     assert any(t.state == TrialState.FAIL for t in trials), states(trials)  # the cut-off one
-    run = registry.get(engine, name)
-    assert run is not None and run.claimed == 3
-    assert_nothing_lost(engine, storage, name, art, before)
