@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --case pred inter --student-layers 2 3 --write bench/RESULTS.md
 	$(BIN)/python bench/search_efficiency.py --write bench/RESULTS.md
 	$(BIN)/python bench/kdtable/compare.py --write bench/RESULTS.md
+	$(BIN)/python bench/kdtable/sweep.py --write bench/RESULTS.md
 	$(BIN)/python bench/api_load.py --write bench/RESULTS.md
 	$(BIN)/python bench/worker_scaling.py --write bench/RESULTS.md
 	$(BIN)/python bench/paper_check.py --threads 1 --write bench/RESULTS.md
@@ -77,6 +78,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --n-train 128 --student-layers 2 --case pred inter
 	$(BIN)/python bench/search_efficiency.py --quick
 	$(BIN)/python bench/kdtable/compare.py --quick
+	$(BIN)/python bench/kdtable/sweep.py --quick
 	$(BIN)/python bench/api_load.py --quick
 	$(BIN)/python bench/worker_scaling.py --quick
 	$(BIN)/python bench/paper_check.py --quick

@@ -446,7 +446,8 @@ def test_spec_chooses_the_rule() -> None:
     assert isinstance(d, DominancePruner) and d.min_dominating == 3
     r = make_progress_pruner(_spec(name="pareto_rank", percentile=25).pruner, 2)
     assert isinstance(r, ParetoRankPruner) and r.percentile == 25
-    assert isinstance(make_progress_pruner(_spec().pruner, 2), DominancePruner)  # auto
+    auto = make_progress_pruner(_spec().pruner, 2)
+    assert isinstance(auto, ParetoRankPruner) and auto.percentile == 75
     assert isinstance(make_progress_pruner(_spec(name="median").pruner, 2), DominancePruner)
     assert make_progress_pruner(_spec(name="none").pruner, 2) is None
     assert make_progress_pruner(PrunerSpec(name="median"), 1) is None
@@ -461,7 +462,7 @@ def test_spec_chooses_the_rule() -> None:
 
 
 @pytest.mark.parametrize(
-    ("n", "expected"), [(1, 2), (10, 2), (12, 2), (20, 4), (50, 10), (500, 10)]
+    ("n", "expected"), [(1, 2), (10, 2), (12, 2), (20, 4), (25, 5), (50, 5), (500, 5)]
 )
 def test_tpe_startup_follows_the_budget(n: int, expected: int) -> None:
     assert tpe_startup_trials(n) == expected

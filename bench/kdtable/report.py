@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.kdtable.simulator import Table
+from search.spec import PrunerSpec
+from search.study import tpe_startup_trials
 
 GOAL_TRIALS = 20
 GOAL_SAVED = 0.30
@@ -39,6 +41,7 @@ def _table_facts(table: Table) -> list[str]:
 
 def section(lines: list[str], s: dict[str, Any], table: Table, plot: Path | None) -> str:
     n, seeds = s["n_trials"], s["n_seeds"]
+    d = PrunerSpec()
     out = [*lines, ""]
     out += _table_facts(table)
     out += [
@@ -49,7 +52,10 @@ def section(lines: list[str], s: dict[str, Any], table: Table, plot: Path | None
         "evaluation). Hypervolume (HV) of (accuracy, conf_sigma) against (0.5, 0.5); the whole "
         f"grid's Pareto front reaches {s['grid_hv']:.4f}. Brackets: 95 % intervals over seeds "
         "(Student t for means, bootstrap for ratios). Pruning rules at the spec defaults "
-        "(`min_trials` 4; dominance `min_dominating` 2; pareto_rank `percentile` 50; no warm-up).",
+        f"(`min_trials` {d.min_trials}; dominance `min_dominating` {d.min_dominating}; "
+        f"pareto_rank `percentile` {d.percentile:g}; warm-up {d.warmup_progress:g}); TPE's "
+        f"start-up trials: {tpe_startup_trials(n)} (`tpe_startup_trials({n})`). "
+        "`bench/kdtable/sweep.py` (next section) measured other settings on other seeds.",
         "",
     ]
     # goal 1
