@@ -38,8 +38,8 @@ data: $(STAMP)
 	$(BIN)/kdsearch data fetch
 
 lint: $(STAMP)
-	$(BIN)/ruff check distill search service migrations tests bench
-	$(BIN)/ruff format --check distill search service migrations tests bench
+	$(BIN)/ruff check kdsearch/*.py distill search service migrations tests bench
+	$(BIN)/ruff format --check kdsearch/*.py distill search service migrations tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -55,7 +55,7 @@ faults: $(STAMP)
 	$(BIN)/pytest -q tests/faults
 
 demo: $(STAMP)
-	$(BIN)/python -m service.demo
+	$(BIN)/python -m kdsearch.service.demo
 
 # bench/kdtable/table.json.gz (the tabular benchmark's grid) is made once by
 # bench/kdtable/make_table.py (3.2 h of compute: 1.6 h with one process per core on 2

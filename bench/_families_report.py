@@ -17,7 +17,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from bench._report import header
-from search.leaderboard import pareto_front, trial_metrics
+from kdsearch.search.leaderboard import pareto_front, trial_metrics
 
 SECTION = "## Student families: accuracy, confidence and speed (bench/families.py)"
 DIRECTIONS = ["maximize", "minimize", "minimize"]
@@ -33,8 +33,8 @@ _MEMORY_PROBE = r"""
 import json, sys
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from distill.checkpoint import load_student
-from distill.families.transformer import HFClassifier
+from kdsearch.distill.checkpoint import load_student
+from kdsearch.distill.families.transformer import HFClassifier
 torch.set_num_threads(int(sys.argv[4]))
 path, texts, kind = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
 def status(key):
@@ -248,7 +248,7 @@ def _goals(
 
 def load_checkpoint(trial: FrozenTrial, art: Path, into: Path) -> Any:
     """The trial's student, loaded from its stored checkpoint archive."""
-    from distill.checkpoint import load_student
+    from kdsearch.distill.checkpoint import load_student
 
     artifact = trial.user_attrs["artifact:checkpoint.tar.gz"]
     with tarfile.open(art / artifact) as tar:
@@ -261,7 +261,7 @@ def interleaved_latency(models: dict[str, Any], ctx: Any, rounds: int = 5) -> di
     distill's own latency measurement; the median over rounds."""
     import statistics
 
-    from distill.evaluate import measure_latency_ms
+    from kdsearch.distill.evaluate import measure_latency_ms
 
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
-from distill.config import RunConfig
+from kdsearch.distill.config import RunConfig
 
 
 def sync(device: torch.device) -> None:
@@ -115,11 +115,11 @@ class DistillTrainer(Trainer):
 
 
 def run_baseline(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
-    from distill.data import load_dataset
-    from distill.device import resolve_device, seed_everything
-    from distill.families.transformer import truncate_teacher, truncated_layers
-    from distill.mapping import resolve_mapping
-    from distill.teacher import prepare_teacher
+    from kdsearch.distill.data import load_dataset
+    from kdsearch.distill.device import resolve_device, seed_everything
+    from kdsearch.distill.families.transformer import truncate_teacher, truncated_layers
+    from kdsearch.distill.mapping import resolve_mapping
+    from kdsearch.distill.teacher import prepare_teacher
 
     device = resolve_device(cfg.train.device)
     splits = load_dataset(cfg.data)

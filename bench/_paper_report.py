@@ -12,7 +12,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from bench._report import header
-from search.leaderboard import is_feasible, trial_metrics
+from kdsearch.search.leaderboard import is_feasible, trial_metrics
 
 SECTION = "## Paper check, redone: TinyBERT default recipe vs the full search space (test split)"
 GOAL_SIGMA_CUT = 0.30  # conf_sigma at least 30% below the default recipe's

@@ -24,9 +24,10 @@ PG_ADMIN = os.environ.get("KDSEARCH_BENCH_PG", "postgresql://postgres@127.0.0.1:
 
 
 def kdsearch_cmd() -> list[str]:
-    """The installed ``kdsearch`` script beside this Python, else ``python -m service.cli``."""
+    """The installed ``kdsearch`` script beside this Python, else
+    ``python -m kdsearch.service.cli``."""
     script = Path(sys.executable).parent / "kdsearch"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "kdsearch.service.cli"]
 
 
 @contextlib.contextmanager

@@ -19,9 +19,9 @@ from typing import Any
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.intermediates import INTERMEDIATE_ATTR
-from search.objective import build_run_config
-from search.spec import StudySpec
+from kdsearch.search.intermediates import INTERMEDIATE_ATTR
+from kdsearch.search.objective import build_run_config
+from kdsearch.search.spec import StudySpec
 
 # The builtin MiniLM teacher fine-tuned 3 epochs (cached under $KDSEARCH_HOME after the first).
 TINY_TEACHER: dict[str, Any] = {

@@ -58,8 +58,8 @@ from bench._pg import (  # noqa: E402
 )
 from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
 from bench._trials import SPEC, make_trials  # noqa: E402
-from search import registry  # noqa: E402
-from search.storage import make_engine, make_storage  # noqa: E402
+from kdsearch.search import registry  # noqa: E402
+from kdsearch.search.storage import make_engine, make_storage  # noqa: E402
 
 SECTION = "## API under load"
 PAGE_50 = "kdsearch leaderboard (50 rows)"

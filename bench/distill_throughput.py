@@ -37,7 +37,7 @@ import transformers  # noqa: E402
 
 from bench._hf_baseline import peak_memory, run_baseline, sync  # noqa: E402
 from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
-from distill.config import RunConfig  # noqa: E402
+from kdsearch.distill.config import RunConfig  # noqa: E402
 
 SECTION = "## Distillation throughput"
 CHILD_FLAGS = (
@@ -79,10 +79,10 @@ def build_config(args: argparse.Namespace, case: str, layers: int) -> RunConfig:
 
 
 def run_kdsearch(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
-    from distill.batching import steps_per_epoch
-    from distill.context import prepare_context
-    from distill.evaluate import predict_logits
-    from distill.run import run_distillation
+    from kdsearch.distill.batching import steps_per_epoch
+    from kdsearch.distill.context import prepare_context
+    from kdsearch.distill.evaluate import predict_logits
+    from kdsearch.distill.run import run_distillation
 
     ctx = prepare_context(cfg)  # teacher and its logits come from the parent's warm cache
     per_epoch = steps_per_epoch(len(ctx.train), cfg.train.batch_size)
@@ -128,7 +128,7 @@ def run_kdsearch(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
 
 def run_prepare(cfg: RunConfig, warmup_steps: int) -> dict[str, Any]:
     """Fine-tune the teacher and cache its logits (first run only), off the parent's memory."""
-    from distill.context import prepare_context
+    from kdsearch.distill.context import prepare_context
 
     started = time.perf_counter()
     ctx = prepare_context(cfg)

@@ -49,12 +49,12 @@ from bench._families_report import (  # noqa: E402
     serving_memory,
 )
 from bench._report import add_output_args, loadavg, machine, publish, versions  # noqa: E402
-from distill.context import prepare_context  # noqa: E402
-from search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
-from search.objective import build_run_config  # noqa: E402
-from search.runner import create_study  # noqa: E402
-from search.spec import StudySpec  # noqa: E402
-from search.worker import Worker, WorkerOptions  # noqa: E402
+from kdsearch.distill.context import prepare_context  # noqa: E402
+from kdsearch.search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
+from kdsearch.search.objective import build_run_config  # noqa: E402
+from kdsearch.search.runner import create_study  # noqa: E402
+from kdsearch.search.spec import StudySpec  # noqa: E402
+from kdsearch.search.worker import Worker, WorkerOptions  # noqa: E402
 
 ARMS = [
     Arm("transformer-2L", {"family": "transformer", "student_layers": 2}),

@@ -37,11 +37,11 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from bench._report import add_output_args, header, loadavg, machine, publish, versions  # noqa: E402
-from search import registry  # noqa: E402
-from search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
-from search.runner import run_study  # noqa: E402
-from search.spec import StudySpec  # noqa: E402
-from search.storage import make_engine, make_storage  # noqa: E402
+from kdsearch.search import registry  # noqa: E402
+from kdsearch.search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
+from kdsearch.search.runner import run_study  # noqa: E402
+from kdsearch.search.spec import StudySpec  # noqa: E402
+from kdsearch.search.storage import make_engine, make_storage  # noqa: E402
 
 SECTION = "## Honest numbers: validation against held-out test (bench/honest_numbers.py)"
 

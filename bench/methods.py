@@ -54,17 +54,17 @@ from bench._report import (  # noqa: E402
     publish,
     versions,
 )
-from distill.context import prepare_context  # noqa: E402
-from distill.early_exit import EarlyExitModel, take_exits  # noqa: E402
-from distill.evaluate import all_exit_logits, measure_latency_ms  # noqa: E402
-from distill.held_out import score_on_test  # noqa: E402
-from distill.metrics import confidence_metrics  # noqa: E402
-from distill.speed_sweep import SWEEP_SPEEDS  # noqa: E402
-from search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
-from search.objective import build_run_config  # noqa: E402
-from search.runner import create_study  # noqa: E402
-from search.spec import StudySpec  # noqa: E402
-from search.worker import Worker, WorkerOptions  # noqa: E402
+from kdsearch.distill.context import prepare_context  # noqa: E402
+from kdsearch.distill.early_exit import EarlyExitModel, take_exits  # noqa: E402
+from kdsearch.distill.evaluate import all_exit_logits, measure_latency_ms  # noqa: E402
+from kdsearch.distill.held_out import score_on_test  # noqa: E402
+from kdsearch.distill.metrics import confidence_metrics  # noqa: E402
+from kdsearch.distill.speed_sweep import SWEEP_SPEEDS  # noqa: E402
+from kdsearch.search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
+from kdsearch.search.objective import build_run_config  # noqa: E402
+from kdsearch.search.runner import create_study  # noqa: E402
+from kdsearch.search.spec import StudySpec  # noqa: E402
+from kdsearch.search.worker import Worker, WorkerOptions  # noqa: E402
 
 SECTION = "## Methods side by side: KD, PKD, BERT-of-Theseus, FastBERT early exits"
 METHODS = ("kd", "pkd", "theseus", "early_exit")

@@ -51,16 +51,16 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from bench._paper_report import SECTION, section  # noqa: E402
 from bench._report import add_output_args, loadavg, machine, publish, versions  # noqa: E402
-from distill.context import RunContext, prepare_context  # noqa: E402
-from distill.held_out import score_on_test  # noqa: E402
-from distill.run import run_distillation  # noqa: E402
-from search import registry  # noqa: E402
-from search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
-from search.objective import build_run_config  # noqa: E402
-from search.runner import create_study  # noqa: E402
-from search.spec import StudySpec  # noqa: E402
-from search.storage import make_engine  # noqa: E402
-from search.worker import Worker, WorkerOptions, default_threads  # noqa: E402
+from kdsearch.distill.context import RunContext, prepare_context  # noqa: E402
+from kdsearch.distill.held_out import score_on_test  # noqa: E402
+from kdsearch.distill.run import run_distillation  # noqa: E402
+from kdsearch.search import registry  # noqa: E402
+from kdsearch.search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
+from kdsearch.search.objective import build_run_config  # noqa: E402
+from kdsearch.search.runner import create_study  # noqa: E402
+from kdsearch.search.spec import StudySpec  # noqa: E402
+from kdsearch.search.storage import make_engine  # noqa: E402
+from kdsearch.search.worker import Worker, WorkerOptions, default_threads  # noqa: E402
 
 # TinyBERT task distillation (GLUE): intermediate stage 10 epochs at lr 5e-5, prediction stage
 # 3 epochs at lr 3e-5, batch 32, T = 1, soft cross-entropy only.

@@ -51,12 +51,12 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from bench._report import add_output_args, loadavg, machine, publish, versions  # noqa: E402
 from bench._search_report import SECTION, section, summarise  # noqa: E402
 from bench._trials import TINY_TEACHER  # noqa: E402
-from distill.config import DataConfig  # noqa: E402
-from distill.data import load_dataset  # noqa: E402
-from search.intermediates import intermediate_vectors  # noqa: E402
-from search.pruning import estimate_saved_fraction  # noqa: E402
-from search.runner import run_study  # noqa: E402
-from search.spec import StudySpec  # noqa: E402
+from kdsearch.distill.config import DataConfig  # noqa: E402
+from kdsearch.distill.data import load_dataset  # noqa: E402
+from kdsearch.search.intermediates import intermediate_vectors  # noqa: E402
+from kdsearch.search.pruning import estimate_saved_fraction  # noqa: E402
+from kdsearch.search.runner import run_study  # noqa: E402
+from kdsearch.search.spec import StudySpec  # noqa: E402
 
 # Loss space: minimise (-accuracy, conf_sigma); reference = accuracy 0.5, conf_sigma 0.5.
 REFERENCE = np.array([-0.5, 0.5])
@@ -258,8 +258,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def prepare_teacher(args: argparse.Namespace, eval_every: int) -> tuple[float, str]:
     """Fine-tune (or load) the teacher and cache its logits, so no study pays for it."""
-    from distill.context import prepare_context
-    from search.objective import build_run_config
+    from kdsearch.distill.context import prepare_context
+    from kdsearch.search.objective import build_run_config
 
     started = time.perf_counter()
     spec = make_spec(args, "tpe", False, 0, eval_every)

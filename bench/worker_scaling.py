@@ -65,10 +65,10 @@ from bench._pg import (  # noqa: E402
 )
 from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
 from bench._trials import TINY  # noqa: E402
-from search import registry  # noqa: E402
-from search.runner import create_study  # noqa: E402
-from search.spec import StudySpec  # noqa: E402
-from search.storage import make_engine, make_storage  # noqa: E402
+from kdsearch.search import registry  # noqa: E402
+from kdsearch.search.runner import create_study  # noqa: E402
+from kdsearch.search.spec import StudySpec  # noqa: E402
+from kdsearch.search.storage import make_engine, make_storage  # noqa: E402
 
 SECTION = "## Worker scaling"
 
@@ -94,8 +94,8 @@ def make_spec(args: argparse.Namespace) -> StudySpec:
 
 def prepare(spec: StudySpec) -> float:
     """Fine-tune the teacher and cache its logits now, so no worker pays for it."""
-    from distill.context import prepare_context
-    from search.objective import build_run_config
+    from kdsearch.distill.context import prepare_context
+    from kdsearch.search.objective import build_run_config
 
     started = time.perf_counter()
     prepare_context(build_run_config(spec, {}))

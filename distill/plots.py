@@ -14,9 +14,9 @@ import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from distill._validate import _as_labels, _pair
-from distill.calibration import EceMode, ece, reliability_bins
-from distill.metrics import conf_sigma
+from kdsearch.distill._validate import _as_labels, _pair
+from kdsearch.distill.calibration import EceMode, ece, reliability_bins
+from kdsearch.distill.metrics import conf_sigma
 
 __all__ = ["confidence_scatter", "reliability_diagram", "speed_sweep_plot"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from migrations import VERSION_TABLE
-from migrations.env_support import include_object
-from search.registry import metadata
+from kdsearch.migrations import VERSION_TABLE
+from kdsearch.migrations.env_support import include_object
+from kdsearch.search.registry import metadata
 
 config = context.config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrations import TABLE_PREFIX, VERSION_TABLE
+from kdsearch.migrations import TABLE_PREFIX, VERSION_TABLE
 
 
 def include_object(

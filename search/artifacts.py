@@ -24,7 +24,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine
 
-from distill.errors import KDSearchError
+from kdsearch.distill.errors import KDSearchError
 
 from . import jobs, registry
 from .leaderboard import is_feasible, pareto_front, recommendation_key, recommended_trial

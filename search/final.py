@@ -28,13 +28,13 @@ from typing import Any
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from distill.checkpoint import load_student
-from distill.config import RunConfig
-from distill.context import RunContext
-from distill.errors import KDSearchError
-from distill.held_out import score_on_test, teacher_outcomes
-from distill.run import run_distillation
-from distill.train import EvalEvent
+from kdsearch.distill.checkpoint import load_student
+from kdsearch.distill.config import RunConfig
+from kdsearch.distill.context import RunContext
+from kdsearch.distill.errors import KDSearchError
+from kdsearch.distill.held_out import score_on_test, teacher_outcomes
+from kdsearch.distill.run import run_distillation
+from kdsearch.distill.train import EvalEvent
 
 from . import registry
 from .artifacts import CHECKPOINT

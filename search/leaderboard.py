@@ -35,7 +35,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from distill.metrics import TEST_PREFIX
+from kdsearch.distill.metrics import TEST_PREFIX
 
 from .pruning import _loss
 

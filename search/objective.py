@@ -12,11 +12,11 @@ from typing import Any
 import optuna
 from sqlalchemy.engine import Engine
 
-from distill.config import RunConfig
-from distill.context import RunContext
-from distill.errors import KDSearchError
-from distill.run import TRIAL_PLOTS, run_distillation, write_outputs
-from distill.train import EvalEvent
+from kdsearch.distill.config import RunConfig
+from kdsearch.distill.context import RunContext
+from kdsearch.distill.errors import KDSearchError
+from kdsearch.distill.run import TRIAL_PLOTS, run_distillation, write_outputs
+from kdsearch.distill.train import EvalEvent
 
 from .artifacts import probe_writable, upload_trial_outputs
 from .leaderboard import SPEED_SWEEP_ATTR

@@ -7,8 +7,8 @@ the study's error, and no trial runs.
 
 from __future__ import annotations
 
-from distill.context import RunContext
-from distill.errors import ConfigError
+from kdsearch.distill.context import RunContext
+from kdsearch.distill.errors import ConfigError
 
 from .spec import StudySpec, deepest_student
 

@@ -28,7 +28,7 @@ from optuna.storages import BaseStorage, GrpcStorageProxy, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from sqlalchemy.engine import Engine
 
-from distill.errors import KDSearchError
+from kdsearch.distill.errors import KDSearchError
 
 from . import registry
 from .storage import (

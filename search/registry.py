@@ -135,7 +135,7 @@ def _row(r: Any) -> StudyRun:
 
 def create_tables(engine: Engine) -> None:
     """Apply kdsearch's Alembic migrations (``migrations/``); a no-op when up to date."""
-    import migrations
+    from kdsearch import migrations
 
     migrations.upgrade(engine)
 

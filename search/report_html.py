@@ -11,7 +11,7 @@ import html
 import math
 from typing import Any
 
-from distill.metrics import DISPLAY_KEYS
+from kdsearch.distill.metrics import DISPLAY_KEYS
 
 from .report import Importance, Report
 from .report_plots import pareto_png

@@ -97,8 +97,8 @@ def _option_kind(annotation: Any) -> Kind:
 
 
 def _all_params() -> dict[str, ParamDef]:
-    from distill.families import available_families, option_fields
-    from distill.methods import available_methods, get_method, method_option_fields
+    from kdsearch.distill.families import available_families, option_fields
+    from kdsearch.distill.methods import available_methods, get_method, method_option_fields
 
     kd_losses = tuple(m for m in available_methods() if get_method(m).uses_kd_losses)
     params = {
@@ -287,8 +287,8 @@ def check_param_values(p: ParamSpec) -> None:
     options) are applied now, so a trial never samples an impossible value."""
     from pydantic import ValidationError
 
-    from distill.config import RunConfig
-    from distill.configfile import describe_validation_error
+    from kdsearch.distill.config import RunConfig
+    from kdsearch.distill.configfile import describe_validation_error
 
     owner = PARAMS[p.name].family
     owner_methods = PARAMS[p.name].methods

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from distill.config import (
+from kdsearch.distill.config import (
     BUILTIN_DATA_LABELS,
     BUILTIN_TEACHER_LAYERS,
     DataConfig,
@@ -301,7 +301,7 @@ def check_family_method_pairs(spec: StudySpec) -> None:
     Only transformer trials draw a method; the other families train with kd."""
     from pydantic import ValidationError
 
-    from distill.config import RunConfig
+    from kdsearch.distill.config import RunConfig
 
     student = spec.student.model_dump(exclude_none=True)
     families = _values(spec, "family", spec.student.family)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from distill.config import RunConfig
-from distill.context import RunContext, context_key, prepare_context
-from distill.errors import KDSearchError
+from kdsearch.distill.config import RunConfig
+from kdsearch.distill.context import RunContext, context_key, prepare_context
+from kdsearch.distill.errors import KDSearchError
 
 from . import final, jobs, registry
 from . import study as study_mod

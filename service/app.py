@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from optuna.exceptions import StorageInternalError
 from sqlalchemy import exc as sa_exc
 
-from search.artifacts import make_artifact_store
-from search.read_cache import StudyReader
-from search.storage import database_unavailable, make_engine, make_storage
+from kdsearch.search.artifacts import make_artifact_store
+from kdsearch.search.read_cache import StudyReader
+from kdsearch.search.storage import database_unavailable, make_engine, make_storage
 
 from . import openapi
 from .api import router

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from distill.errors import KDSearchError
+from kdsearch.distill.errors import KDSearchError
 
 from . import (
     cli_db,
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("kdsearch: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from search.storage import database_unavailable, first_line
+        from kdsearch.search.storage import database_unavailable, first_line
 
         if not database_unavailable(exc):
             raise

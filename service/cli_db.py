@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 def _engine(args: argparse.Namespace) -> Any:
     import sqlalchemy as sa
 
-    from search.storage import engine_kwargs, normalize_url
+    from kdsearch.search.storage import engine_kwargs, normalize_url
 
     url = args.database_url or default_database_url()
     _check_url(url)
@@ -32,8 +32,8 @@ def _engine(args: argparse.Namespace) -> Any:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    import migrations
-    from search.storage import make_storage
+    from kdsearch import migrations
+    from kdsearch.search.storage import make_storage
 
     engine = _engine(args)
     rev = migrations.upgrade(engine)
@@ -43,7 +43,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_current(args: argparse.Namespace) -> int:
-    import migrations
+    from kdsearch import migrations
 
     engine = _engine(args)
     current, head = migrations.current_revision(engine), migrations.head_revision()

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from distill.config import RunConfig
-from distill.configfile import load_model
-from distill.metrics import DISPLAY_KEYS
+from kdsearch.distill.config import RunConfig
+from kdsearch.distill.configfile import load_model
+from kdsearch.distill.metrics import DISPLAY_KEYS
 
 
 def register(sub: Any) -> None:
@@ -61,8 +61,8 @@ def _teacher_bar(update: Callable[[int, int, str], None]) -> Callable[[int, int,
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from distill.context import prepare_context
-    from distill.run import run_distillation, write_outputs
+    from kdsearch.distill.context import prepare_context
+    from kdsearch.distill.run import run_distillation, write_outputs
 
     cfg = load_model(RunConfig, args.config)
     show = not args.no_progress
@@ -88,7 +88,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from distill.context import prepare_context
+    from kdsearch.distill.context import prepare_context
 
     cfg = load_model(RunConfig, args.config)
     with _bar(not args.no_progress, "teacher fine-tune") as tbar:
@@ -101,7 +101,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from distill.fetch import fetch_datasets
+    from kdsearch.distill.fetch import fetch_datasets
 
     for path in fetch_datasets():
         print(path)

@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
 
 
 def _migrated(args: argparse.Namespace) -> Any:
-    import migrations
+    from kdsearch import migrations
 
     engine = _engine(args)
     migrations.upgrade(engine)
@@ -33,7 +33,7 @@ def _migrated(args: argparse.Namespace) -> Any:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from distill.errors import ConfigError
+    from kdsearch.distill.errors import ConfigError
 
     from .keys import create_key
 
@@ -57,7 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from distill.errors import ConfigError
+    from kdsearch.distill.errors import ConfigError
 
     from .keys import revoke_key
 

@@ -30,8 +30,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from distill.errors import ConfigError
-    from distill.predict import predict
+    from kdsearch.distill.errors import ConfigError
+    from kdsearch.distill.predict import predict
 
     texts = list(args.texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:

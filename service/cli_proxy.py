@@ -24,9 +24,9 @@ def register(sub: Any) -> None:
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> int:
-    from distill.errors import ConfigError
-    from search.proxy import serve_proxy
-    from search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
+    from kdsearch.distill.errors import ConfigError
+    from kdsearch.search.proxy import serve_proxy
+    from kdsearch.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 
     url = args.database_url or default_database_url()
     _check_url(url)

@@ -41,11 +41,11 @@ def _sqlite_file_missing(url: str) -> Path | None:
 def cmd_report(args: argparse.Namespace) -> int:
     import optuna
 
-    from distill.errors import ConfigError
-    from search.artifacts import make_artifact_store
-    from search.report import build_report
-    from search.report_html import render_report
-    from search.storage import make_engine, make_storage
+    from kdsearch.distill.errors import ConfigError
+    from kdsearch.search.artifacts import make_artifact_store
+    from kdsearch.search.report import build_report
+    from kdsearch.search.report_html import render_report
+    from kdsearch.search.storage import make_engine, make_storage
 
     url, artifacts = _urls(args)
     _check_url(url)

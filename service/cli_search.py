@@ -90,15 +90,15 @@ def _urls(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _load_spec(path: Path) -> Any:
-    from distill.configfile import load_model
-    from search.spec import StudySpec
+    from kdsearch.distill.configfile import load_model
+    from kdsearch.search.spec import StudySpec
 
     return load_model(StudySpec, path)
 
 
 def _check_url(url: str) -> None:
-    from distill.errors import ConfigError
-    from search.storage import StorageError, normalize_url
+    from kdsearch.distill.errors import ConfigError
+    from kdsearch.search.storage import StorageError, normalize_url
 
     try:
         normalize_url(url)
@@ -109,11 +109,11 @@ def _check_url(url: str) -> None:
 def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
     import optuna
 
-    from distill.errors import ConfigError
-    from search import jobs, registry
-    from search import study as study_mod
-    from search.leaderboard import leaderboard, recommended_trial
-    from search.storage import make_engine, make_storage
+    from kdsearch.distill.errors import ConfigError
+    from kdsearch.search import jobs, registry
+    from kdsearch.search import study as study_mod
+    from kdsearch.search.leaderboard import leaderboard, recommended_trial
+    from kdsearch.search.storage import make_engine, make_storage
 
     engine = make_engine(url)
     try:
@@ -205,13 +205,13 @@ def describe_final(number: int, final: dict[str, Any] | None) -> list[str]:
 
 
 def cmd_study_run(args: argparse.Namespace) -> int:
-    from search.runner import run_study
+    from kdsearch.search.runner import run_study
 
     spec = _load_spec(args.spec)
     url, artifacts = _urls(args)
     _check_url(url)
     if args.workers < 1:
-        from distill.errors import ConfigError
+        from kdsearch.distill.errors import ConfigError
 
         raise ConfigError("--workers must be at least 1")
 
@@ -232,7 +232,7 @@ def cmd_study_run(args: argparse.Namespace) -> int:
 
 
 def cmd_study_create(args: argparse.Namespace) -> int:
-    from search.runner import create_study
+    from kdsearch.search.runner import create_study
 
     spec = _load_spec(args.spec)
     url, _ = _urls(args)
@@ -249,15 +249,15 @@ def cmd_study_show(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from search.runner import worker_main
-    from search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
-    from search.worker import WorkerOptions
+    from kdsearch.search.runner import worker_main
+    from kdsearch.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
+    from kdsearch.search.worker import WorkerOptions
 
     url, artifacts = _urls(args)
     _check_url(url)
     if args.storage is not None:
-        from distill.errors import ConfigError
-        from search.storage import StorageError, parse_grpc_url
+        from kdsearch.distill.errors import ConfigError
+        from kdsearch.search.storage import StorageError, parse_grpc_url
 
         try:
             parse_grpc_url(args.storage)

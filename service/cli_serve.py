@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from distill.errors import ConfigError
+    from kdsearch.distill.errors import ConfigError
 
     from .serve import serve
     from .settings import Settings

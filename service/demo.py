@@ -9,7 +9,7 @@
    ``runs/demo/student`` and classifies a few sentences with ``transformers.pipeline``.
 5. Stops the service, on success, error or Ctrl-C alike.
 
-Run it as ``python -m service.demo`` (``--help`` for the options).
+Run it as ``python -m kdsearch.service.demo`` (``--help`` for the options).
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def running_server(
     cmd = [
         sys.executable,
         "-m",
-        "service.cli",
+        "kdsearch.service.cli",
         "serve",
         "--host",
         "127.0.0.1",
@@ -455,7 +455,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m service.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m kdsearch.service.demo", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--spec", default="examples/quickstart.json", help="study spec (JSON)")
     p.add_argument("--out", default="runs/demo", help="database, artifacts, log and student")
     p.add_argument("--port", type=int, default=0, help="default: a free port")

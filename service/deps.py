@@ -16,8 +16,8 @@ from fastapi import Depends, Header, HTTPException, Path, Request
 from optuna.storages import RDBStorage
 from sqlalchemy.engine import Engine
 
-from search import registry
-from search.read_cache import StudyReader
+from kdsearch.search import registry
+from kdsearch.search.read_cache import StudyReader
 
 from .keys import Principal, verify_key
 from .page_cache import LeaderboardPages

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from search.spec import StudySpec
+from kdsearch.search.spec import StudySpec
 
 SPEC_REF = "#/components/schemas/StudySpec"
 

@@ -28,7 +28,7 @@ from typing import Any
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from search.leaderboard import all_rows, select_rows, sort_keys
+from kdsearch.search.leaderboard import all_rows, select_rows, sort_keys
 
 from .schemas import TrialPage, TrialRow, json_safe
 

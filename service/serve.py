@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from distill.errors import ConfigError
-from search.runner import install_signal_handlers
-from search.worker import Worker, WorkerOptions, default_threads
+from kdsearch.distill.errors import ConfigError
+from kdsearch.search.runner import install_signal_handlers
+from kdsearch.search.worker import Worker, WorkerOptions, default_threads
 
 from .keys import any_active_key
 from .logs import configure_logging

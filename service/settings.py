@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from search.storage import DEFAULT_URL
+from kdsearch.search.storage import DEFAULT_URL
 
 
 class Settings(BaseSettings):

@@ -18,8 +18,8 @@ import transformers
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
-from distill import paths  # noqa: E402
-from distill.config import RunConfig  # noqa: E402
+from kdsearch.distill import paths  # noqa: E402
+from kdsearch.distill.config import RunConfig  # noqa: E402
 
 TINY = {
     "data": {
@@ -68,6 +68,6 @@ def tiny_config(**overrides: dict[str, object]) -> RunConfig:
 @pytest.fixture(scope="session")
 def tiny_ctx(kd_home: Path):  # type: ignore[no-untyped-def]
     """A prepared context (teacher fine-tuned on 192 snippets, logits cached), shared."""
-    from distill.context import prepare_context
+    from kdsearch.distill.context import prepare_context
 
     return prepare_context(tiny_config())

@@ -8,10 +8,10 @@ from typing import Any
 import annotated_types as at
 from pydantic import BaseModel
 
-from distill.config import RunConfig
-from distill.families import get_family
-from distill.methods import get_method
-from search.space import PARAMS
+from kdsearch.distill.config import RunConfig
+from kdsearch.distill.families import get_family
+from kdsearch.distill.methods import get_method
+from kdsearch.search.space import PARAMS
 
 
 def _field(target: tuple[str, ...]) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from search.spec import StudySpec
+from kdsearch.search.spec import StudySpec
 
 from .conftest import TINY
 

@@ -18,12 +18,12 @@ import optuna
 import pytest
 import uvicorn
 
-from distill.metrics import METRIC_KEYS
-from search import registry
-from search.storage import make_engine, make_storage
-from service.app import create_app
-from service.keys import create_key
-from service.settings import Settings
+from kdsearch.distill.metrics import METRIC_KEYS
+from kdsearch.search import registry
+from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.service.app import create_app
+from kdsearch.service.keys import create_key
+from kdsearch.service.settings import Settings
 
 from .proc_helpers import free_port
 from .search_helpers import tiny_spec
@@ -397,7 +397,7 @@ def test_open_mode_accepts_requests_without_a_key(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_whole_walk(server: Server, tiny_ctx) -> None:  # type: ignore[no-untyped-def]
-    from search.runner import run_study
+    from kdsearch.search.runner import run_study
 
     spec = _spec(keep={"policy": "top_k", "k": 1}, confirm={"seeds": 1})
     with server.client("alice") as c:

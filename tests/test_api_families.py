@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main as cli_main
+from kdsearch.service.cli import main as cli_main
 
 from .search_helpers import tiny_spec
 from .test_api import Server, alice_server
@@ -56,7 +56,7 @@ def test_family_study_completes_and_its_student_predicts(
     tiny_ctx,
     capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
-    from search.runner import run_study
+    from kdsearch.search.runner import run_study
 
     spec = tiny_spec(
         n_trials=2,

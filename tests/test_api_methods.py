@@ -13,7 +13,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import create_trial
 
-from search.report import param_importances
+from kdsearch.search.report import param_importances
 
 from .search_helpers import tiny_spec
 from .test_api import Server, alice_server
@@ -57,7 +57,7 @@ def test_a_study_over_methods_completes_and_its_report_renders(
     tiny_ctx,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    from search.runner import run_study
+    from kdsearch.search.runner import run_study
 
     spec = tiny_spec(
         n_trials=3,

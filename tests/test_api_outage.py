@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from search.storage import make_engine
-from service.keys import create_key
-from service.settings import Settings
+from kdsearch.search.storage import make_engine
+from kdsearch.service.keys import create_key
+from kdsearch.service.settings import Settings
 
 from .faults._support import database_outage
 from .search_helpers import pg_available, pg_database

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from search.storage import make_engine
-from service.keys import create_key
+from kdsearch.search.storage import make_engine
+from kdsearch.service.keys import create_key
 
 from .proc_helpers import free_port, popen_cli, serve_args, wait_for, wait_until_ok
 from .search_helpers import pg_available, pg_database, tiny_spec

@@ -8,11 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import registry
-from search.artifacts import ArtifactStoreError, make_artifact_store, probe_writable
-from search.runner import create_study
-from search.storage import make_engine, make_storage
-from search.worker import Worker, WorkerOptions
+from kdsearch.search import registry
+from kdsearch.search.artifacts import ArtifactStoreError, make_artifact_store, probe_writable
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.worker import Worker, WorkerOptions
 
 from .search_helpers import tiny_spec
 

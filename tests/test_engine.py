@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from distill.context import prepare_context
-from distill.errors import ConfigError, ModelError
-from distill.metrics import METRIC_KEYS, accuracy, softmax
-from distill.run import run_distillation
-from distill.teacher import prepare_teacher
-from distill.train import EvalEvent, plan_stages
+from kdsearch.distill.context import prepare_context
+from kdsearch.distill.errors import ConfigError, ModelError
+from kdsearch.distill.metrics import METRIC_KEYS, accuracy, softmax
+from kdsearch.distill.run import run_distillation
+from kdsearch.distill.teacher import prepare_teacher
+from kdsearch.distill.train import EvalEvent, plan_stages
 
 from .conftest import tiny_config
 
@@ -65,9 +65,9 @@ def test_deterministic_on_cpu(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
 def test_distillation_moves_student_towards_teacher(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
     """Pure KD (alpha 0) for a few epochs lowers KL(teacher || student) a lot: well under
     the untrained (truncated-teacher) student's."""
-    from distill.evaluate import predict_logits
-    from distill.metrics import kl_teacher_student
-    from distill.student import build_student
+    from kdsearch.distill.evaluate import predict_logits
+    from kdsearch.distill.metrics import kl_teacher_student
+    from kdsearch.distill.student import build_student
 
     events: list[EvalEvent] = []
     cfg = tiny_config(
@@ -172,7 +172,7 @@ def test_fresh_student_with_other_width_uses_projection(tiny_ctx) -> None:  # ty
 
 
 def test_pretrained_student(tiny_ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from distill.checkpoint import save_student
+    from kdsearch.distill.checkpoint import save_student
 
     first = run_distillation(tiny_config(train={"epochs": 0.5}), ctx=tiny_ctx)
     save_student(
@@ -203,7 +203,7 @@ def test_teacher_cache_reuses_the_fine_tuned_teacher(tiny_ctx) -> None:  # type:
         assert torch.equal(a, b)
     # a different recipe is a different teacher
     other = tiny_config(teacher={"recipe": {"epochs": 1, "batch_size": 16, "lr": 1.5e-4}})
-    from distill.teacher import finetune_key, resolve_model_location, weights_fingerprint
+    from kdsearch.distill.teacher import finetune_key, resolve_model_location, weights_fingerprint
 
     fp = weights_fingerprint(resolve_model_location("builtin:minilm-l6", role="teacher"))
     assert (
@@ -246,7 +246,7 @@ def test_missing_teacher_folder_and_hub_offline(tiny_ctx, monkeypatch) -> None: 
 def test_cuda_device_without_cuda_is_a_clear_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    from distill.device import resolve_device
+    from kdsearch.distill.device import resolve_device
 
     with pytest.raises(ConfigError, match="no CUDA device is visible"):
         resolve_device("cuda:0")
@@ -256,13 +256,13 @@ def test_cuda_device_without_cuda_is_a_clear_error() -> None:
 def test_pkd_loss_uses_the_intermediate_layers_of_its_mapping(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
     """With pkd_weight alone, the method's loss is beta * PKD over student layers 1..M-1
     against their mapped teacher layers (PKD-Skip: 2, 4), and a short run trains."""
-    from distill.batching import train_batches
-    from distill.families.base import HIDDEN_STATES
-    from distill.losses import pkd_loss
-    from distill.mapping import resolve_mapping
-    from distill.methods.base import StepInputs
-    from distill.methods.kd import KnowledgeDistillation
-    from distill.student import build_student
+    from kdsearch.distill.batching import train_batches
+    from kdsearch.distill.families.base import HIDDEN_STATES
+    from kdsearch.distill.losses import pkd_loss
+    from kdsearch.distill.mapping import resolve_mapping
+    from kdsearch.distill.methods.base import StepInputs
+    from kdsearch.distill.methods.kd import KnowledgeDistillation
+    from kdsearch.distill.student import build_student
 
     cfg = tiny_config(
         student={"num_layers": 3},

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from distill.batching import collate, eval_batches
-from distill.checkpoint import load_student, save_student
-from distill.errors import ConfigError
-from distill.export import run_onnx
-from distill.families import available_families, get_family
-from distill.losses import prediction_loss
-from distill.methods import available_methods
-from distill.onnx_runtime import OnnxStudent
-from distill.student import build_student
+from kdsearch.distill.batching import collate, eval_batches
+from kdsearch.distill.checkpoint import load_student, save_student
+from kdsearch.distill.errors import ConfigError
+from kdsearch.distill.export import run_onnx
+from kdsearch.distill.families import available_families, get_family
+from kdsearch.distill.losses import prediction_loss
+from kdsearch.distill.methods import available_methods
+from kdsearch.distill.onnx_runtime import OnnxStudent
+from kdsearch.distill.student import build_student
 
 from .conftest import tiny_config
 

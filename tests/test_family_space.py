@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search.objective import build_run_config
-from search.space import PARAMS, sample_params
-from search.study import make_sampler
+from kdsearch.search.objective import build_run_config
+from kdsearch.search.space import PARAMS, sample_params
+from kdsearch.search.study import make_sampler
 
 from .search_helpers import tiny_spec
 
@@ -95,8 +95,8 @@ def test_impossible_family_values_are_refused_at_submission(space: dict, match: 
 def test_the_families_example_spec_is_valid() -> None:
     from pathlib import Path
 
-    from distill.configfile import load_model
-    from search.spec import StudySpec
+    from kdsearch.distill.configfile import load_model
+    from kdsearch.search.spec import StudySpec
 
     spec = load_model(StudySpec, Path(__file__).parents[1] / "examples" / "study_families.yaml")
     assert spec.data.transfer == "builtin:rotten_tomatoes_unlabelled"
@@ -110,10 +110,10 @@ def test_a_student_deeper_than_a_teacher_folder_fails_the_study_before_any_trial
 ) -> None:
     """A teacher folder's depth is known only once it is loaded: the study fails at
     preparation, with the field named in its stored error, and runs no trial."""
-    from distill.families.transformer import truncate_teacher
-    from search import registry
-    from search.runner import run_study
-    from search.storage import make_engine
+    from kdsearch.distill.families.transformer import truncate_teacher
+    from kdsearch.search import registry
+    from kdsearch.search.runner import run_study
+    from kdsearch.search.storage import make_engine
 
     folder = tmp_path / "teacher2"
     truncate_teacher(tiny_ctx.teacher.model, [1, 2]).save_pretrained(folder)

@@ -12,13 +12,13 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from distill.metrics import METRIC_KEYS, conf_sigma
-from search import jobs, registry
-from search.bootstrap import bootstrap_metrics
-from search.final import RESULTS_ATTR, _confirmed_key
-from search.leaderboard import leaderboard, pareto_front, recommended_trial
-from search.runner import run_study
-from search.storage import make_engine, make_storage
+from kdsearch.distill.metrics import METRIC_KEYS, conf_sigma
+from kdsearch.search import jobs, registry
+from kdsearch.search.bootstrap import bootstrap_metrics
+from kdsearch.search.final import RESULTS_ATTR, _confirmed_key
+from kdsearch.search.leaderboard import leaderboard, pareto_front, recommended_trial
+from kdsearch.search.runner import run_study
+from kdsearch.search.storage import make_engine, make_storage
 
 from .proc_helpers import run_cli
 from .search_helpers import tiny_spec
@@ -256,11 +256,11 @@ def test_no_test_row_reaches_the_teacher_training_transfer_or_any_trial(
     nothing the search sees depends on a test row. Only the end-of-study test scores move."""
     import torch
 
-    from distill._sources import _load_rotten_tomatoes
-    from distill.config import DataConfig
-    from distill.context import prepare_context
-    from distill.data import load_dataset
-    from search.objective import build_run_config
+    from kdsearch.distill._sources import _load_rotten_tomatoes
+    from kdsearch.distill.config import DataConfig
+    from kdsearch.distill.context import prepare_context
+    from kdsearch.distill.data import load_dataset
+    from kdsearch.search.objective import build_run_config
 
     texts, ids, names = _load_rotten_tomatoes()
     seen: set[str] = set()

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from bench.kdtable.grid import config_key, grid_configs, nearest
 from bench.kdtable.make_table import build
 from bench.kdtable.simulator import Table, simulate
-from search.runner import run_study
+from kdsearch.search.runner import run_study
 
 from .search_helpers import tiny_spec
 

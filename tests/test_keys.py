@@ -7,9 +7,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from search.registry import api_keys
-from search.storage import make_engine
-from service.keys import any_active_key, create_key, revoke_key, verify_key
+from kdsearch.search.registry import api_keys
+from kdsearch.search.storage import make_engine
+from kdsearch.service.keys import any_active_key, create_key, revoke_key, verify_key
 
 from .proc_helpers import run_cli
 

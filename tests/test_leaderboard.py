@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.leaderboard import (
+from kdsearch.search.leaderboard import (
     is_feasible,
     leaderboard,
     pareto_front,
@@ -186,7 +186,7 @@ def test_the_final_choice_overrides_the_rule() -> None:
 
 
 def test_confirmed_means_rank_by_the_rule() -> None:
-    from search.final import _confirmed_key
+    from kdsearch.search.final import _confirmed_key
 
     means = {
         3: {"accuracy": 0.80, "conf_sigma": 0.2},

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from distill.errors import ConfigError
-from distill.losses import (
+from kdsearch.distill.errors import ConfigError
+from kdsearch.distill.losses import (
     attention_mse,
     available_soft_losses,
     get_soft_loss,
@@ -20,7 +20,7 @@ from distill.losses import (
     prediction_loss,
     soft_cross_entropy,
 )
-from distill.methods.kd import HiddenProjection
+from kdsearch.distill.methods.kd import HiddenProjection
 
 
 def test_registry_names() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.config import StudentConfig
-from distill.errors import ConfigError, ModelError
-from distill.families.transformer import encoder_layers, truncate_teacher, truncated_layers
-from distill.mapping import available_mappings, resolve_mapping
+from kdsearch.distill.config import StudentConfig
+from kdsearch.distill.errors import ConfigError, ModelError
+from kdsearch.distill.families.transformer import encoder_layers, truncate_teacher, truncated_layers
+from kdsearch.distill.mapping import available_mappings, resolve_mapping
 
 
 def test_registered_mappings() -> None:

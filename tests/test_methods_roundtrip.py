@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import torch
 
-from distill.batching import eval_batches
-from distill.checkpoint import load_student, save_student
-from distill.early_exit import EarlyExitModel
-from distill.families.transformer import HFClassifier
-from distill.run import run_distillation
+from kdsearch.distill.batching import eval_batches
+from kdsearch.distill.checkpoint import load_student, save_student
+from kdsearch.distill.early_exit import EarlyExitModel
+from kdsearch.distill.families.transformer import HFClassifier
+from kdsearch.distill.run import run_distillation
 
 from .conftest import tiny_config
 

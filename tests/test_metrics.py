@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from distill import metrics as M
-from distill.metrics import (
+from kdsearch.distill import metrics as M
+from kdsearch.distill.metrics import (
     METRIC_KEYS,
     SigmaResult,
     accuracy,

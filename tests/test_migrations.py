@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-import migrations
-from search.storage import make_engine, make_storage
+from kdsearch import migrations
+from kdsearch.search.storage import make_engine, make_storage
 
 from .proc_helpers import run_cli
 from .search_helpers import pg_available, pg_database
@@ -41,8 +41,8 @@ def _check_side_by_side(url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from migrations.env_support import include_object
-    from search.registry import metadata
+    from kdsearch.migrations.env_support import include_object
+    from kdsearch.search.registry import metadata
 
     with engine.connect() as conn:
         mc = MigrationContext.configure(
@@ -105,7 +105,7 @@ def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
 
 
 def test_upgrade_from_0002_keeps_studies_and_adds_final_results(tmp_path: Path) -> None:
-    from search import registry
+    from kdsearch.search import registry
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)

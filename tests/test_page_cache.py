@@ -16,8 +16,8 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.read_cache import StudyReader
-from service.page_cache import LeaderboardPages
+from kdsearch.search.read_cache import StudyReader
+from kdsearch.service.page_cache import LeaderboardPages
 
 from .search_helpers import tiny_spec
 from .test_api import Server, alice_server

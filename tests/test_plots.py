@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from distill.metrics import EceMode, softmax
-from distill.plots import confidence_scatter, reliability_diagram
+from kdsearch.distill.metrics import EceMode, softmax
+from kdsearch.distill.plots import confidence_scatter, reliability_diagram
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,7 +12,7 @@ from optuna.distributions import FloatDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.intermediates import (
+from kdsearch.search.intermediates import (
     BUDGET_ATTR,
     INTERMEDIATE_ATTR,
     intermediate_vectors,
@@ -20,7 +20,7 @@ from search.intermediates import (
     record_intermediate,
     vector_at,
 )
-from search.pruning import (
+from kdsearch.search.pruning import (
     DominancePruner,
     IntermediateReporter,
     ParetoRankPruner,
@@ -30,8 +30,8 @@ from search.pruning import (
     make_single_objective_pruner,
     pareto_ranks,
 )
-from search.spec import PrunerSpec, StudySpec
-from search.study import make_pruner, make_sampler, tpe_startup_trials
+from kdsearch.search.spec import PrunerSpec, StudySpec
+from kdsearch.search.study import make_pruner, make_sampler, tpe_startup_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search import registry
-from search import study as study_mod
-from search.storage import make_engine, make_storage
+from kdsearch.search import registry
+from kdsearch.search import study as study_mod
+from kdsearch.search.storage import make_engine, make_storage
 
 from .search_helpers import pg_available, pg_database, tiny_spec
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from search.read_cache import StudyReader
+from kdsearch.search.read_cache import StudyReader
 
 from .search_helpers import pg_available, pg_database
 

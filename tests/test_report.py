@@ -18,16 +18,16 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from PIL import Image
 
-from search import registry
-from search import study as study_mod
-from search.artifacts import make_artifact_store
-from search.leaderboard import recommended_trial
-from search.report import build_report, spec_kappa
-from search.report_html import render_report
-from search.runner import run_study
-from search.storage import make_engine, make_storage
-from service.keys import create_key
-from service.settings import Settings
+from kdsearch.search import registry
+from kdsearch.search import study as study_mod
+from kdsearch.search.artifacts import make_artifact_store
+from kdsearch.search.leaderboard import recommended_trial
+from kdsearch.search.report import build_report, spec_kappa
+from kdsearch.search.report_html import render_report
+from kdsearch.search.runner import run_study
+from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.service.keys import create_key
+from kdsearch.service.settings import Settings
 
 from .proc_helpers import run_cli
 from .search_helpers import tiny_spec

@@ -16,10 +16,10 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search import study as study_mod
-from search.storage import make_engine, make_storage
-from service.keys import create_key
-from service.settings import Settings
+from kdsearch.search import study as study_mod
+from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.service.keys import create_key
+from kdsearch.service.settings import Settings
 
 from .search_helpers import tiny_spec
 from .test_api import _serve

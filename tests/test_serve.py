@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distill.errors import ConfigError
-from search.worker import Worker, WorkerOptions
-from service.serve import check_exposure, is_loopback, worker_options
-from service.settings import Settings
+from kdsearch.distill.errors import ConfigError
+from kdsearch.search.worker import Worker, WorkerOptions
+from kdsearch.service.serve import check_exposure, is_loopback, worker_options
+from kdsearch.service.settings import Settings
 
 from .proc_helpers import free_port, popen_cli, run_cli, serve_args, wait_for, wait_until_ok
 from .search_helpers import tiny_spec

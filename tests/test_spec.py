@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from search.objective import build_run_config, objective_values
-from search.spec import Constraint, StudySpec
+from kdsearch.search.objective import build_run_config, objective_values
+from kdsearch.search.spec import Constraint, StudySpec
 
 from .search_helpers import tiny_spec
 
@@ -140,7 +140,7 @@ def test_undefined_metric_scores_worst() -> None:
 def test_every_sampler_proposes_valid_settings(sampler: str) -> None:
     import optuna
 
-    from search.study import make_pruner, make_sampler
+    from kdsearch.search.study import make_pruner, make_sampler
 
     space = (
         {"temperature": {"choices": [1.0, 2.0, 4.0]}, "alpha": {"choices": [0.0, 0.5]}, "epochs": 1}

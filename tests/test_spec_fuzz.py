@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from search.objective import build_run_config
-from search.space import _FAMILY_OVERRIDES, PARAMS, ParamSpec
-from search.spec import StudySpec
+from kdsearch.search.objective import build_run_config
+from kdsearch.search.space import _FAMILY_OVERRIDES, PARAMS, ParamSpec
+from kdsearch.search.spec import StudySpec
 
 from .search_helpers import tiny_spec
 from .test_api import Server, alice_server
@@ -198,7 +198,7 @@ def test_fuzzed_sections_accepted_only_when_every_trial_config_is(
 ) -> None:
     """Data, metrics, confirmation, keep, pruner, student, sampler and budget fuzzed: an
     accepted spec yields engine-valid configs at every corner; a refusal names its field."""
-    from search.final import plan
+    from kdsearch.search.final import plan
 
     body = _merged(overrides)
     try:

@@ -17,10 +17,10 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from search import registry
-from search.proxy import HEARTBEAT_ATTR
-from search.runner import create_study
-from search.storage import make_engine, make_storage
+from kdsearch.search import registry
+from kdsearch.search.proxy import HEARTBEAT_ATTR
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import make_engine, make_storage
 
 from .proc_helpers import free_port, popen_cli, run_cli, wait_for, worker_args
 from .search_helpers import pg_available, pg_database, tiny_spec

@@ -14,9 +14,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import registry
-from search.runner import create_study
-from search.storage import make_engine, make_storage
+from kdsearch.search import registry
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import make_engine, make_storage
 
 from .proc_helpers import popen_cli, wait_for, worker_args
 from .search_helpers import pg_available, pg_database, tiny_spec

@@ -8,11 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import registry
-from search.leaderboard import recommended_trial
-from search.pruning import estimate_saved_fraction
-from search.runner import create_study, run_study
-from search.storage import make_engine, make_storage
+from kdsearch.search import registry
+from kdsearch.search.leaderboard import recommended_trial
+from kdsearch.search.pruning import estimate_saved_fraction
+from kdsearch.search.runner import create_study, run_study
+from kdsearch.search.storage import make_engine, make_storage
 
 from .proc_helpers import popen_cli, run_cli, worker_args
 from .search_helpers import tiny_spec
@@ -157,8 +157,8 @@ def test_study_run_cli_prints_the_leaderboard(tiny_ctx, tmp_path: Path) -> None:
 
 
 def test_example_study_spec_is_valid() -> None:
-    from distill.configfile import load_model
-    from search.spec import StudySpec
+    from kdsearch.distill.configfile import load_model
+    from kdsearch.search.spec import StudySpec
 
     spec = load_model(StudySpec, Path(__file__).parents[1] / "examples" / "study_quick.yaml")
     assert spec.n_trials == 8 and spec.constraints[0].max == 0.08

@@ -9,21 +9,21 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from distill.batching import train_batches
-from distill.checkpoint import save_student
-from distill.families.transformer import encoder_layers
-from distill.mapping import resolve_mapping
-from distill.methods.theseus import (
+from kdsearch.distill.batching import train_batches
+from kdsearch.distill.checkpoint import save_student
+from kdsearch.distill.families.transformer import encoder_layers
+from kdsearch.distill.mapping import resolve_mapping
+from kdsearch.distill.methods.theseus import (
     REPLACE,
     SUCCESSOR,
     Theseus,
     module_groups,
     replacement_probability,
 )
-from distill.run import run_distillation
-from distill.student import build_student
-from distill.train import EvalEvent
-from search.space import PARAMS, parse_param, sample_params
+from kdsearch.distill.run import run_distillation
+from kdsearch.distill.student import build_student
+from kdsearch.distill.train import EvalEvent
+from kdsearch.search.space import PARAMS, parse_param, sample_params
 
 from .conftest import tiny_config
 from .search_helpers import tiny_spec
@@ -117,7 +117,7 @@ def test_phase_one_leaves_embeddings_and_head_frozen(tiny_ctx) -> None:  # type:
     """Only phase 1 (phase 2 is given no steps to change anything measurable): the
     embeddings and classifier after the replacing phase are still the teacher's."""
     cfg, student, method = _theseus(tiny_ctx, p0=1.0)
-    from distill.train import Distiller
+    from kdsearch.distill.train import Distiller
 
     rows, logits = tiny_ctx.training_rows()
     distiller = Distiller(tiny_ctx, student, cfg, method.mapping, rows, logits)
@@ -165,7 +165,7 @@ def test_theseus_parameters_are_sampled_only_in_theseus_trials() -> None:
         study.tell(trial, 0.0)
     assert seen == {"kd", "theseus"}
     with pytest.raises(ValueError, match="theseus_p0"):
-        from search.space import check_param_values
+        from kdsearch.search.space import check_param_values
 
         check_param_values(parse_param("theseus_p0", {"low": 0.5, "high": 1.5}))
     # only transformer trials draw a method: the other families train with kd

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.batching import UNLABELLED
-from distill.config import AugmentConfig, DataConfig
-from distill.context import prepare_context
-from distill.data import load_dataset
-from distill.errors import DataError
-from distill.evaluate import predict_logits
-from distill.losses import hard_cross_entropy
-from distill.run import run_distillation
-from distill.soft_labels import outputs_dir
-from distill.transfer import (
+from kdsearch.distill.batching import UNLABELLED
+from kdsearch.distill.config import AugmentConfig, DataConfig
+from kdsearch.distill.context import prepare_context
+from kdsearch.distill.data import load_dataset
+from kdsearch.distill.errors import DataError
+from kdsearch.distill.evaluate import predict_logits
+from kdsearch.distill.losses import hard_cross_entropy
+from kdsearch.distill.run import run_distillation
+from kdsearch.distill.soft_labels import outputs_dir
+from kdsearch.distill.transfer import (
     augment_copy,
     augment_one,
     dedupe_transfer,

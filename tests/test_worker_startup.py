@@ -11,9 +11,9 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from search import registry
-from search.storage import make_engine, wait_for_database
-from search.worker import Worker, WorkerOptions
+from kdsearch.search import registry
+from kdsearch.search.storage import make_engine, wait_for_database
+from kdsearch.search.worker import Worker, WorkerOptions
 
 from .proc_helpers import run_cli
 from .search_helpers import PG_ADMIN, pg_available

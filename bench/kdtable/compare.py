@@ -44,7 +44,7 @@ from scipy import stats  # noqa: E402
 from bench._report import add_output_args, header, loadavg, machine, publish, versions  # noqa: E402
 from bench.kdtable.grid import study_spec  # noqa: E402
 from bench.kdtable.simulator import SimTrial, Table, simulate  # noqa: E402
-from search.spec import StudySpec  # noqa: E402
+from kdsearch.search.spec import StudySpec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "table.json.gz"

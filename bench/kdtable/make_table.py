@@ -40,11 +40,11 @@ bench_env("TOKENIZERS_PARALLELISM", "MPLBACKEND")
 import torch  # noqa: E402
 
 from bench.kdtable.grid import AXES, config_key, grid_configs, study_spec  # noqa: E402
-from distill.context import RunContext, prepare_context  # noqa: E402
-from distill.run import run_distillation  # noqa: E402
-from distill.train import EvalEvent  # noqa: E402
-from search.objective import build_run_config  # noqa: E402
-from search.spec import OBJECTIVE_METRICS, StudySpec  # noqa: E402
+from kdsearch.distill.context import RunContext, prepare_context  # noqa: E402
+from kdsearch.distill.run import run_distillation  # noqa: E402
+from kdsearch.distill.train import EvalEvent  # noqa: E402
+from kdsearch.search.objective import build_run_config  # noqa: E402
+from kdsearch.search.spec import OBJECTIVE_METRICS, StudySpec  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "table.json.gz"
 DIGITS = 6

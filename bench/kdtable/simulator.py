@@ -23,11 +23,11 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from bench.kdtable.grid import config_key, nearest
-from search.objective import objective_values
-from search.pruning import IntermediateReporter
-from search.space import sample_params
-from search.spec import StudySpec
-from search.study import make_pruner, make_sampler
+from kdsearch.search.objective import objective_values
+from kdsearch.search.pruning import IntermediateReporter
+from kdsearch.search.space import sample_params
+from kdsearch.search.spec import StudySpec
+from kdsearch.search.study import make_pruner, make_sampler
 
 COST_ATTR = "sim_seconds"
 KEY_ATTR = "grid_key"

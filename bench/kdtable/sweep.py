@@ -48,8 +48,8 @@ from bench.kdtable.compare import (  # noqa: E402
 )
 from bench.kdtable.compare import _init as init_worker  # noqa: E402
 from bench.kdtable.simulator import Table  # noqa: E402
-from search.spec import PrunerSpec  # noqa: E402
-from search.study import tpe_startup_trials  # noqa: E402
+from kdsearch.search.spec import PrunerSpec  # noqa: E402
+from kdsearch.search.study import tpe_startup_trials  # noqa: E402
 
 SECTION = "## Tabular KD benchmark: TPE start-up and pruning settings (bench/kdtable/sweep.py)"
 SEED0 = 1000

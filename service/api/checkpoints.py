@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from search import registry
-from search.artifacts import CHECKPOINT
-from search.leaderboard import recommended_trial
+from kdsearch.search import registry
+from kdsearch.search.artifacts import CHECKPOINT
+from kdsearch.search.leaderboard import recommended_trial
 
 from ..deps import Run, State, load_study
 from .studies import ERRORS

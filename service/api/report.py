@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from search.report import build_report
-from search.report_html import render_report
+from kdsearch.search.report import build_report
+from kdsearch.search.report_html import render_report
 
 from ..deps import Run, State, load_study
 from .studies import ERRORS

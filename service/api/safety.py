@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
-from search import registry
-from search.spec import StudySpec
+from kdsearch.search import registry
+from kdsearch.search.spec import StudySpec
 
 from ..settings import Settings
 
@@ -42,7 +42,7 @@ def _looks_local(name: str) -> bool:
 
 def check_model(field: str, name: str, settings: Settings) -> None:
     if name.startswith("builtin:"):
-        from distill.teacher import BUILTIN_BACKBONES
+        from kdsearch.distill.teacher import BUILTIN_BACKBONES
 
         if name not in BUILTIN_BACKBONES:
             raise _reject(

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from optuna.trial import FrozenTrial
 from pydantic import ValidationError
 
-from search import jobs, registry
-from search import study as study_mod
-from search.leaderboard import final_of, pareto_front, recommended_trial, trial_metrics
-from search.spec import StudySpec
+from kdsearch.search import jobs, registry
+from kdsearch.search import study as study_mod
+from kdsearch.search.leaderboard import final_of, pareto_front, recommended_trial, trial_metrics
+from kdsearch.search.spec import StudySpec
 
 from ..deps import Caller, Run, ServiceState, State, load_study
 from ..openapi import spec_request_body

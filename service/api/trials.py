@@ -10,8 +10,8 @@ from fastapi.responses import Response, StreamingResponse
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from search import registry
-from search.leaderboard import pareto_front, trial_row
+from kdsearch.search import registry
+from kdsearch.search.leaderboard import pareto_front, trial_row
 
 from ..deps import Run, ServiceState, State, load_study, principal_from, run_for
 from ..schemas import TrialDetail, TrialPage, json_safe

@@ -22,9 +22,9 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.engine import Engine
 
-from search import registry
-from search import study as study_mod
-from search.spec import StudySpec
+from kdsearch.search import registry
+from kdsearch.search import study as study_mod
+from kdsearch.search.spec import StudySpec
 
 from ..proc_helpers import Proc, wait_for
 from ..search_helpers import PG_ADMIN, pg_available, tiny_spec

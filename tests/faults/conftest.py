@@ -27,7 +27,7 @@ def fault_teacher(kd_home: Path, tmp_path_factory: pytest.TempPathFactory) -> st
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from distill.teacher import resolve_model_location
+    from kdsearch.distill.teacher import resolve_model_location
 
     source = resolve_model_location("builtin:minilm-l6", role="teacher")
     folder = tmp_path_factory.mktemp("models") / "teacher"

@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
-from search import registry
-from search import study as study_mod
-from search.objective import TrialObjective
-from search.runner import create_study
-from search.storage import database_unavailable, first_line, make_engine, make_storage
-from search.worker import Worker, WorkerOptions
+from kdsearch.search import registry
+from kdsearch.search import study as study_mod
+from kdsearch.search.objective import TrialObjective
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import database_unavailable, first_line, make_engine, make_storage
+from kdsearch.search.worker import Worker, WorkerOptions
 
 from ..search_helpers import pg_database
 from ._support import (

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from search import registry
-from search.leaderboard import recommended_trial
-from search.runner import run_study
-from search.storage import make_engine, make_storage
+from kdsearch.search import registry
+from kdsearch.search.leaderboard import recommended_trial
+from kdsearch.search.runner import run_study
+from kdsearch.search.storage import make_engine, make_storage
 
 from ._support import fault_spec, trials_of
 

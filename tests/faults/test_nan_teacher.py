@@ -9,8 +9,8 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from search import registry
-from search.storage import make_engine
+from kdsearch.search import registry
+from kdsearch.search.storage import make_engine
 
 from ..proc_helpers import run_cli
 from ._support import fault_spec

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from search import registry
-from search.storage import make_engine, make_storage
-from service.keys import create_key
+from kdsearch.search import registry
+from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.service.keys import create_key
 
 from ..proc_helpers import free_port, serve_args, start_process, wait_until_ok
 from ._support import assert_no_crash, assert_none_running, fault_spec, serve_env, trials_of

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from search.runner import create_study
-from search.storage import make_engine, make_storage
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import make_engine, make_storage
 
 from ..proc_helpers import start_process, wait_for, worker_args
 from ._support import (

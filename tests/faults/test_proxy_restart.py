@@ -16,8 +16,8 @@ import pytest
 from optuna.storages import GrpcStorageProxy
 from optuna.trial import TrialState
 
-from search.runner import create_study
-from search.storage import database_unavailable, first_line, make_engine, make_storage
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import database_unavailable, first_line, make_engine, make_storage
 
 from ..proc_helpers import free_port, start_process, wait_for, worker_args
 from ._support import (

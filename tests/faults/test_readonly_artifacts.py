@@ -18,10 +18,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import registry
-from search.artifacts import ArtifactStoreError, make_artifact_store, store_failure, upload
-from search.runner import create_study
-from search.storage import make_engine, make_storage
+from kdsearch.search import registry
+from kdsearch.search.artifacts import ArtifactStoreError, make_artifact_store, store_failure, upload
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import make_engine, make_storage
 
 from ..proc_helpers import run_cli, start_process, wait_for, worker_args
 from ._support import (

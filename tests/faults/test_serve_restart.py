@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from search import registry
-from search.storage import make_engine, make_storage
+from kdsearch.search import registry
+from kdsearch.search.storage import make_engine, make_storage
 
 from ..proc_helpers import free_port, serve_args, start_process, wait_for, wait_until_ok
 from ._support import (

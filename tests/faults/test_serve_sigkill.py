@@ -18,9 +18,9 @@ import httpx
 import pytest
 from optuna.trial import TrialState
 
-from search import jobs, registry
-from search import study as study_mod
-from search.storage import make_engine, make_storage
+from kdsearch.search import jobs, registry
+from kdsearch.search import study as study_mod
+from kdsearch.search.storage import make_engine, make_storage
 
 from ..proc_helpers import Proc, free_port, serve_args, start_process, wait_for, wait_until_ok
 from ._support import (

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search import registry
-from search import study as study_mod
-from search.runner import create_study
-from search.storage import make_engine, make_storage
+from kdsearch.search import registry
+from kdsearch.search import study as study_mod
+from kdsearch.search.runner import create_study
+from kdsearch.search.storage import make_engine, make_storage
 
 from ..proc_helpers import start_process, wait_for, worker_args
 from ._support import (
