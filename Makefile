@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: browser venv test lint typecheck pytest faults demo bench bench-quick data clean
+.PHONY: browser venv test lint typecheck doctest pytest faults demo bench bench-quick data clean
 
 venv: $(STAMP)
 
@@ -49,7 +49,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP) browser
 	$(BIN)/pytest -q -m "not faults" $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# the examples in the public API's docstrings (kdsearch/_api.py), run as written
+doctest: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules kdsearch/__init__.py kdsearch/_api.py
+
+test: lint typecheck doctest pytest
 
 faults: $(STAMP)
 	$(BIN)/pytest -q tests/faults

@@ -58,7 +58,7 @@ from bench._pg import (  # noqa: E402
 )
 from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
 from bench._trials import SPEC, make_trials  # noqa: E402
-from kdsearch.search import registry  # noqa: E402
+from kdsearch.search import tables  # noqa: E402
 from kdsearch.search.storage import make_engine, make_storage  # noqa: E402
 
 SECTION = "## API under load"
@@ -89,9 +89,9 @@ def build_study(base: str, key: str, url: str, n: int, seed: int) -> tuple[str, 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(study.add_trials, [trials[i : i + 50] for i in range(0, n, 50)]))
     with engine.begin() as conn:  # what the workers leave behind once the budget is spent
-        t = registry.study_runs
+        t = tables.study_runs
         conn.execute(t.update().where(t.c.study_name == name).values(claimed=n))
-    registry.set_status(engine, name, "completed")
+    tables.set_status(engine, name, "completed")
     sid = storage.get_study_id_from_name(name)
     engine.dispose()
     return name, sid

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from bench._report import add_output_args, header, loadavg, machine, publish, versions  # noqa: E402
-from kdsearch.search import registry  # noqa: E402
+from kdsearch.search import tables  # noqa: E402
 from kdsearch.search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
 from kdsearch.search.runner import run_study  # noqa: E402
 from kdsearch.search.spec import StudySpec  # noqa: E402
@@ -83,7 +83,7 @@ def one_study(args: argparse.Namespace, seed: int, root: Path) -> dict[str, Any]
     name = run_study(make_spec(args, seed), url, str(root / f"art{seed}"))
     seconds = time.perf_counter() - started
     engine = make_engine(url)
-    run = registry.get(engine, name)
+    run = tables.get(engine, name)
     assert run is not None and run.status == "completed", run
     final = run.results or {}
     trials = optuna.load_study(study_name=name, storage=make_storage(url, engine)).get_trials()

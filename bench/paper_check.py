@@ -54,7 +54,7 @@ from bench._report import add_output_args, loadavg, machine, publish, versions  
 from kdsearch.distill.context import RunContext, prepare_context  # noqa: E402
 from kdsearch.distill.held_out import score_on_test  # noqa: E402
 from kdsearch.distill.run import run_distillation  # noqa: E402
-from kdsearch.search import registry  # noqa: E402
+from kdsearch.search import tables  # noqa: E402
 from kdsearch.search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
 from kdsearch.search.objective import build_run_config  # noqa: E402
 from kdsearch.search.runner import create_study  # noqa: E402
@@ -199,7 +199,7 @@ def run_full(
     opts = replace(opts, exit_when_idle=True, torch_threads=args.threads or default_threads(1))
     Worker(opts, on_trial=on_trial).run()
     seconds = time.perf_counter() - started
-    run = registry.get(make_engine(url), name)
+    run = tables.get(make_engine(url), name)
     assert run is not None, "the study vanished"
     trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
     return trials, {"status": run.status, "error": run.error, **(run.results or {})}, seconds

@@ -65,7 +65,7 @@ from bench._pg import (  # noqa: E402
 )
 from bench._report import add_output_args, header, machine, publish, versions  # noqa: E402
 from bench._trials import TINY  # noqa: E402
-from kdsearch.search import registry  # noqa: E402
+from kdsearch.search import tables  # noqa: E402
 from kdsearch.search.runner import create_study  # noqa: E402
 from kdsearch.search.spec import StudySpec  # noqa: E402
 from kdsearch.search.storage import make_engine, make_storage  # noqa: E402
@@ -154,7 +154,7 @@ def run_config(
         engine = make_engine(url)
         study = optuna.load_study(study_name=name, storage=make_storage(url, engine))
         trials = study.get_trials(deepcopy=False)
-        run = registry.get(engine, name)
+        run = tables.get(engine, name)
         engine.dispose()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     first = min(t.datetime_start for t in trials if t.datetime_start is not None)

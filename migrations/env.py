@@ -7,7 +7,7 @@ from alembic import context
 
 from kdsearch.migrations import VERSION_TABLE
 from kdsearch.migrations.env_support import include_object
-from kdsearch.search.registry import metadata
+from kdsearch.search.tables import metadata
 
 config = context.config
 

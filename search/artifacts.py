@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from kdsearch.distill.errors import KDSearchError
 
-from . import jobs, registry
+from . import jobs, tables
 from .leaderboard import is_feasible, pareto_front, recommendation_key, recommended_trial
 from .pruning import dominates
 from .spec import KeepPolicy
@@ -125,7 +125,7 @@ def upload(
         )
     except OSError as exc:
         raise store_failure(exc, name, store) from exc
-    registry.record_artifact(
+    tables.record_artifact(
         engine,
         trial.study.study_name,
         trial.number,
@@ -198,12 +198,12 @@ def apply_keep_policy(
     finished = {t.number for t in trials if t.state.is_finished()}
     doomed = [
         a
-        for a in registry.list_artifacts(engine, study.study_name, kind="checkpoint")
+        for a in tables.list_artifacts(engine, study.study_name, kind="checkpoint")
         if a["trial_number"] in finished and a["trial_number"] not in keep
     ]
     for a in doomed:
         # already gone (another worker, or by hand): still mark it
         with contextlib.suppress(Exception):
             store.remove(a["artifact_id"])
-    registry.mark_deleted(engine, [a["id"] for a in doomed])
+    tables.mark_deleted(engine, [a["id"] for a in doomed])
     return sorted(a["trial_number"] for a in doomed)

@@ -34,9 +34,13 @@ class Interval:
         }
 
 
-def percentile_interval(samples: npt.ArrayLike, level: float = 0.95) -> tuple[float, float]:
+def percentile_interval(samples: npt.ArrayLike, level: float = 0.95) -> tuple[float, float] | None:
+    """The central ``level`` interval of the finite samples; None when there are none (a
+    metric undefined on every resample, e.g. conf_sigma when no row is right for both)."""
     s = np.asarray(samples, dtype=np.float64)
     s = s[np.isfinite(s)]
+    if not len(s):
+        return None
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(s, [tail, 100.0 - tail])
     return float(low), float(high)
@@ -64,7 +68,8 @@ def bootstrap_metrics(
     level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Interval]:
-    """95% intervals of the seed-mean accuracy and conf_sigma over resampled test rows."""
+    """95% intervals of the seed-mean accuracy and conf_sigma over resampled test rows (a
+    metric that no resample defines has no interval)."""
     y = np.asarray(labels)
     n = len(y)
     if n == 0 or not student_preds:
@@ -83,6 +88,7 @@ def bootstrap_metrics(
     k = len(student_preds)
     out = {}
     for name, stats in (("accuracy", accs / k), ("conf_sigma", sigmas / k)):
-        low, high = percentile_interval(stats, level)
-        out[name] = Interval(low, high, level, resamples)
+        found = percentile_interval(stats, level)
+        if found is not None:
+            out[name] = Interval(*found, level, resamples)
     return out

@@ -36,7 +36,7 @@ from kdsearch.distill.held_out import score_on_test, teacher_outcomes
 from kdsearch.distill.run import run_distillation
 from kdsearch.distill.train import EvalEvent
 
-from . import registry
+from . import tables
 from .artifacts import CHECKPOINT
 from .bootstrap import bootstrap_metrics
 from .jobs import Job
@@ -125,7 +125,7 @@ def _trial_config(trial: FrozenTrial, spec: StudySpec) -> RunConfig:
 def _load_checkpoint(store: Any, engine: Any, study_name: str, number: int, folder: Path) -> Path:
     found = [
         a
-        for a in registry.list_artifacts(engine, study_name, kind="checkpoint")
+        for a in tables.list_artifacts(engine, study_name, kind="checkpoint")
         if a["trial_number"] == number
     ]
     if not found:

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .registry import jobs, now
+from .tables import jobs, now
 
 KINDS = ("test", "confirm")
 STATES = ("pending", "running", "done", "failed")

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 
 from kdsearch.distill.errors import KDSearchError
 
-from . import registry
+from . import tables
 from .storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -38,6 +38,7 @@ from .storage import (
     make_engine,
     make_storage,
     parse_grpc_url,
+    prepare_schema,
 )
 
 __all__ = [
@@ -80,7 +81,7 @@ class HeartbeatRelay(_CachedStorage):
 def reap_stale_trials(storage: RDBStorage, engine: Engine) -> int:
     """Optuna's ``fail_stale_trials`` on every active study; returns the studies checked."""
     n = 0
-    for run in registry.active(engine):
+    for run in tables.active(engine):
         try:
             study = optuna.load_study(study_name=run.study_name, storage=storage)
         except KeyError:
@@ -117,6 +118,7 @@ def serve_proxy(
 ) -> None:
     """Serve the database's Optuna storage over gRPC until interrupted."""
     engine = make_engine(database_url, pool_size, max_overflow)
+    prepare_schema(engine)
     backend = make_storage(
         database_url,
         engine,

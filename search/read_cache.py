@@ -36,7 +36,7 @@ from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from .registry import connected
+from .tables import connected
 
 _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 

@@ -23,7 +23,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy.engine import Engine
 
-from . import registry
+from . import tables
 from .leaderboard import (
     SPEED_SWEEP_ATTR,
     is_feasible,
@@ -264,7 +264,7 @@ def trial_plots(
         return {}, ["No kdsearch database was given, so no plot could be looked up."]
     stored = {
         a["name"]: a
-        for a in registry.list_artifacts(engine, study_id, kind="plot")
+        for a in tables.list_artifacts(engine, study_id, kind="plot")
         if a["trial_number"] == number
     }
     plots: dict[str, bytes] = {}
@@ -306,7 +306,7 @@ def build_report(
 ) -> Report:
     """Everything the report page shows. ``kappa`` overrides the spec's ``conf_sigma`` bound."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    run = registry.get(engine, study.study_name) if engine is not None else None
+    run = tables.get(engine, study.study_name) if engine is not None else None
     spec = study.user_attrs.get(SPEC_ATTR) or (run.spec if run is not None else None)
     from_spec = spec_kappa(spec)
     if kappa is not None:

@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial
 
 from . import study as study_mod
 from .spec import StudySpec
-from .storage import make_engine, make_storage
+from .storage import make_engine, make_storage, prepare_schema
 from .worker import Worker, WorkerOptions, default_threads
 
 
@@ -37,6 +37,7 @@ def worker_main(options: WorkerOptions) -> int:
 
 def create_study(spec: StudySpec, database_url: str, owner: str | None = None) -> str:
     engine = make_engine(database_url)
+    prepare_schema(engine)
     storage = make_storage(database_url, engine)
     return study_mod.create(engine, storage, spec, owner=owner)
 

@@ -21,7 +21,9 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import Engine
 
-from . import registry
+from kdsearch.distill.errors import KDSearchError
+
+from . import tables
 
 log = logging.getLogger("kdsearch.storage")
 
@@ -113,9 +115,38 @@ def make_engine(
     if not pooled:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("pool_size", "max_overflow")}
         kwargs["poolclass"] = sa.pool.NullPool
-    engine = sa.create_engine(url, **kwargs)
-    registry.create_tables(engine)
+    return sa.create_engine(url, **kwargs)
+
+
+class SchemaNotReady(KDSearchError):
+    """kdsearch's tables are missing or older than this code, and the caller only reads."""
+
+
+def schema_ready(engine: Engine) -> Engine:
+    """``engine``, once :func:`prepare_schema` has brought its tables up to date."""
+    prepare_schema(engine)
     return engine
+
+
+def prepare_schema(engine: Engine, *, upgrade: bool = True) -> None:
+    """Bring kdsearch's tables to this code's schema (Alembic head), saying so in the log;
+    with ``upgrade=False`` only check, and raise :class:`SchemaNotReady` with the command
+    that fixes it. ``make_engine`` never migrates: the processes that own the database (the
+    service, a worker, the storage proxy, creating a study) call this once at start-up."""
+    from kdsearch import migrations
+
+    current, head = migrations.current_revision(engine), migrations.head_revision()
+    if current == head:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    if not upgrade:
+        state = "has no kdsearch tables" if current is None else f"is at schema {current}"
+        raise SchemaNotReady(
+            f"the database {where} {state}, this kdsearch needs {head}: run "
+            f"`kdsearch db upgrade --database-url {where}` (or start `kdsearch serve`)"
+        )
+    log.info("kdsearch tables in %s: upgrading schema %s -> %s", where, current or "none", head)
+    migrations.upgrade(engine)
 
 
 def _proxy_down(exc: BaseException) -> bool:
@@ -234,7 +265,7 @@ class SlotReleasingRetry:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._retry(study, trial)
-        registry.release(self._engine, study.study_name)
+        tables.release(self._engine, study.study_name)
 
 
 def make_storage(

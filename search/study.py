@@ -11,7 +11,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine
 
-from . import registry
+from . import tables
 from .pruning import make_progress_pruner, make_single_objective_pruner
 from .space import is_conditional
 from .spec import StudySpec
@@ -74,7 +74,7 @@ def create(
 ) -> str:
     """Create the Optuna study and its kdsearch record; returns the study name.
 
-    With ``max_active``, raises :class:`search.registry.QuotaExceeded` (and leaves nothing
+    With ``max_active``, raises :class:`kdsearch.search.tables.QuotaExceeded` (and leaves nothing
     behind) when the owner already has that many queued or running studies.
     """
     name = study_name or spec.name or f"kd-{uuid.uuid4().hex[:10]}"
@@ -90,7 +90,7 @@ def create(
     spec_json = spec.model_dump(mode="json")
     study.set_user_attr(SPEC_ATTR, spec_json)
     try:
-        registry.register(engine, name, spec_json, spec.n_trials, spec.timeout_s, owner, max_active)
+        tables.register(engine, name, spec_json, spec.n_trials, spec.timeout_s, owner, max_active)
     except BaseException:
         optuna.delete_study(study_name=name, storage=storage)
         raise
@@ -125,7 +125,7 @@ def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
 
 
 def summary(engine: Engine, study: optuna.Study) -> dict[str, Any]:
-    run = registry.get(engine, study.study_name)
+    run = tables.get(engine, study.study_name)
     trials = study.get_trials(deepcopy=False)
     return {
         "study": study.study_name,

@@ -24,7 +24,7 @@ from kdsearch.distill.config import RunConfig
 from kdsearch.distill.context import RunContext, context_key, prepare_context
 from kdsearch.distill.errors import KDSearchError
 
-from . import final, jobs, registry
+from . import final, jobs, tables
 from . import study as study_mod
 from .artifacts import apply_keep_policy, make_artifact_store
 from .objective import StopRequested, TrialObjective, build_run_config
@@ -38,6 +38,7 @@ from .storage import (
     first_line,
     make_engine,
     make_storage,
+    schema_ready,
     wait_for_database,
 )
 
@@ -81,13 +82,15 @@ class Worker:
         self.beat: Callable[[int], TrialBeat] | None = None
         if o.storage_url:  # no pooled connection: the proxy holds the database's
             self.engine = wait_for_database(
-                lambda: make_engine(o.database_url, pooled=False), o.startup_wait_s
+                lambda: schema_ready(make_engine(o.database_url, pooled=False)), o.startup_wait_s
             )
             proxy = connect_proxy(o.storage_url, o.startup_wait_s)
             self.storage: optuna.storages.BaseStorage = proxy
             self.beat = functools.partial(TrialBeat, proxy, o.heartbeat_interval)
         else:
-            self.engine = wait_for_database(lambda: make_engine(o.database_url), o.startup_wait_s)
+            self.engine = wait_for_database(
+                lambda: schema_ready(make_engine(o.database_url)), o.startup_wait_s
+            )
             self.storage = wait_for_database(
                 lambda: make_storage(
                     o.database_url,
@@ -145,11 +148,11 @@ class Worker:
     def _round(self) -> bool:
         """One pass over the active studies; True when this worker should exit."""
         while self._unreleased:
-            registry.release(self.engine, self._unreleased[0])
+            tables.release(self.engine, self._unreleased[0])
             self._unreleased.pop(0)
         runs = [
             r
-            for r in registry.active(self.engine)
+            for r in tables.active(self.engine)
             if self.options.only_studies is None or r.study_name in self.options.only_studies
         ]
         if not runs and self.options.exit_when_idle:
@@ -191,7 +194,7 @@ class Worker:
             self._contexts[key] = prepare_context(cfg)
         return self._contexts[key]
 
-    def _load(self, run: registry.StudyRun) -> tuple[StudySpec, optuna.Study]:
+    def _load(self, run: tables.StudyRun) -> tuple[StudySpec, optuna.Study]:
         spec = StudySpec.model_validate(run.spec)
         spec.training.device = self._device(spec.training.device)
         study = optuna.load_study(
@@ -202,19 +205,19 @@ class Worker:
         )
         return spec, study
 
-    def _work_on(self, run: registry.StudyRun) -> bool:
+    def _work_on(self, run: tables.StudyRun) -> bool:
         name = run.study_name
         spec, study = self._load(run)
         # Fail the trials of dead workers now, even when this worker has no slot to claim.
         optuna.storages.fail_stale_trials(study)
-        if run.status not in registry.ACTIVE:
+        if run.status not in tables.ACTIVE:
             return True
         if self._search_done(study, run):
             return self._final_phase(run, spec, study)
         if run.claimed >= run.n_trials and not self._deadline_passed(run):
             return False
         if run.status == "queued":  # visible progress while the teacher and data are prepared
-            registry.set_status(self.engine, name, "running")
+            tables.set_status(self.engine, name, "running")
             log.info("study %s: preparing data, teacher and teacher logits", name)
         try:
             ctx = self._context(spec)
@@ -222,31 +225,31 @@ class Worker:
         except KDSearchError as exc:
             msg = f"preparing the study failed: {exc}"
             log.error("study %s: %s", name, msg)
-            registry.set_status(self.engine, name, "failed", msg)
+            tables.set_status(self.engine, name, "failed", msg)
             return True
         objective = TrialObjective(
             spec, ctx, self.engine, self.store, should_abort=lambda: self.aborting, beat=self.beat
         )
         worked = False
         while not self.stopping and not self._cap_reached():
-            run = registry.get(self.engine, name) or run
-            if run.status not in registry.ACTIVE or self._deadline_passed(run):
+            run = tables.get(self.engine, name) or run
+            if run.status not in tables.ACTIVE or self._deadline_passed(run):
                 break
             failures, last_error = study_mod.consecutive_failures(study.get_trials(deepcopy=False))
             if failures >= spec.max_consecutive_failures:
-                registry.set_status(
+                tables.set_status(
                     self.engine,
                     name,
                     "failed",
                     f"{failures} trials failed in a row; the last error: {last_error}",
                 )
                 break
-            if not registry.claim(self.engine, name):
+            if not tables.claim(self.engine, name):
                 break
             worked = True
             self._one_trial(study, objective, name, spec)
-        run = registry.get(self.engine, name) or run
-        if run.status in registry.ACTIVE and self._search_done(study, run):
+        run = tables.get(self.engine, name) or run
+        if run.status in tables.ACTIVE and self._search_done(study, run):
             self._final_phase(run, spec, study)
         return worked
 
@@ -268,7 +271,7 @@ class Worker:
         number = objective.last_trial_number
         mine = study.get_trials(deepcopy=False)[number] if number is not None else None
         if mine is not None and (mine.user_attrs.get("abandoned") or objective.database_failed):
-            registry.release(self.engine, name)
+            tables.release(self.engine, name)
         try:
             deleted = apply_keep_policy(self.store, self.engine, study, spec.keep)
             if deleted:
@@ -280,15 +283,15 @@ class Worker:
             if self.on_trial is not None:
                 self.on_trial(name, mine)
 
-    def _deadline_passed(self, run: registry.StudyRun) -> bool:
+    def _deadline_passed(self, run: tables.StudyRun) -> bool:
         if run.deadline_at is None:
             return False
         deadline = run.deadline_at
         if deadline.tzinfo is None:
-            deadline = deadline.replace(tzinfo=registry.now().tzinfo)
-        return registry.now() >= deadline
+            deadline = deadline.replace(tzinfo=tables.now().tzinfo)
+        return tables.now() >= deadline
 
-    def _search_done(self, study: optuna.Study, run: registry.StudyRun) -> bool:
+    def _search_done(self, study: optuna.Study, run: tables.StudyRun) -> bool:
         """The budget is spent (or the time is up) and no trial is still running."""
         trials = study.get_trials(deepcopy=False)
         live = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -300,14 +303,14 @@ class Worker:
     def worker_id(self) -> str:
         return f"{os.uname().nodename}:{os.getpid()}:{self.options.worker_index}"
 
-    def _final_phase(self, run: registry.StudyRun, spec: StudySpec, study: optuna.Study) -> bool:
+    def _final_phase(self, run: tables.StudyRun, spec: StudySpec, study: optuna.Study) -> bool:
         """Plan, run and summarise the study's end jobs (test scoring, confirmation), then
         complete it. Several workers share the jobs; the one that sees none left
         summarises (idempotently). Returns whether this worker ran a job."""
         name = run.study_name
         trials = study.get_trials(deepcopy=False)
         kept = {
-            a["trial_number"] for a in registry.list_artifacts(self.engine, name, kind="checkpoint")
+            a["trial_number"] for a in tables.list_artifacts(self.engine, name, kind="checkpoint")
         }
         wanted = final.plan(spec, trials, study.directions, kept)
         if wanted and jobs.plan(self.engine, name, wanted):
@@ -317,14 +320,12 @@ class Worker:
             try:
                 ctx = self._context(spec)
             except KDSearchError as exc:
-                registry.set_status(
-                    self.engine, name, "failed", f"preparing the study failed: {exc}"
-                )
+                tables.set_status(self.engine, name, "failed", f"preparing the study failed: {exc}")
                 return True
         worked = False
         while ctx is not None and not self.stopping:
-            now_run = registry.get(self.engine, name)
-            if now_run is None or now_run.status not in registry.ACTIVE:  # cancelled
+            now_run = tables.get(self.engine, name)
+            if now_run is None or now_run.status not in tables.ACTIVE:  # cancelled
                 return worked
             job = jobs.claim(self.engine, name, self.worker_id, self.options.grace_period)
             if job is None:
@@ -338,10 +339,10 @@ class Worker:
         results = final.summarize(spec, trials, jobs.list_jobs(self.engine, name), teacher_rows)
         results["jobs"] = left
         results["not_scored"] = final.not_scored(spec, trials, study.directions, kept)
-        registry.set_results(self.engine, name, results)
+        tables.set_results(self.engine, name, results)
         with contextlib.suppress(Exception):  # for optuna-dashboard; the registry is the record
             study.set_user_attr(final.RESULTS_ATTR, results)
-        if registry.set_status(self.engine, name, "completed"):
+        if tables.set_status(self.engine, name, "completed"):
             log.info("study %s: completed; recommended trial %s", name, results["recommended"])
         return worked
 

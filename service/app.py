@@ -17,7 +17,12 @@ from sqlalchemy import exc as sa_exc
 
 from kdsearch.search.artifacts import make_artifact_store
 from kdsearch.search.read_cache import StudyReader
-from kdsearch.search.storage import database_unavailable, make_engine, make_storage
+from kdsearch.search.storage import (
+    database_unavailable,
+    make_engine,
+    make_storage,
+    prepare_schema,
+)
 
 from . import openapi
 from .api import router
@@ -68,7 +73,8 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     size, overflow = settings.db_pool_size, settings.db_max_overflow
-    engine = make_engine(settings.database_url, size, overflow)  # applies our migrations
+    engine = make_engine(settings.database_url, size, overflow)
+    prepare_schema(engine)  # the service owns its database: it brings the schema up to date
     storage = make_storage(settings.database_url, engine, pool_size=size, max_overflow=overflow)
     app = FastAPI(
         title="kdsearch",

@@ -45,7 +45,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kdsearch.search.artifacts import make_artifact_store
     from kdsearch.search.report import build_report
     from kdsearch.search.report_html import render_report
-    from kdsearch.search.storage import make_engine, make_storage
+    from kdsearch.search.storage import make_engine, make_storage, prepare_schema
 
     url, artifacts = _urls(args)
     _check_url(url)
@@ -58,6 +58,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a folder")
     engine = make_engine(url)
+    prepare_schema(engine, upgrade=False)
     try:
         study = optuna.load_study(study_name=args.study_id, storage=make_storage(url, engine))
     except KeyError:

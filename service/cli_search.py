@@ -110,12 +110,13 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
     import optuna
 
     from kdsearch.distill.errors import ConfigError
-    from kdsearch.search import jobs, registry
+    from kdsearch.search import jobs, tables
     from kdsearch.search import study as study_mod
     from kdsearch.search.leaderboard import leaderboard, recommended_trial
-    from kdsearch.search.storage import make_engine, make_storage
+    from kdsearch.search.storage import make_engine, make_storage, prepare_schema
 
     engine = make_engine(url)
+    prepare_schema(engine, upgrade=False)
     try:
         study = optuna.load_study(study_name=name, storage=make_storage(url, engine))
     except KeyError:
@@ -125,7 +126,7 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
     print(f"study {name}: {info['status']} ({counts or 'no trials'})")
     if info["error"]:
         print(f"  error: {info['error']}")
-    run = registry.get(engine, name)
+    run = tables.get(engine, name)
     final = run.results if run is not None else None
     ending = jobs.progress(engine, name)
     if ending["total"]:

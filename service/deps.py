@@ -16,7 +16,7 @@ from fastapi import Depends, Header, HTTPException, Path, Request
 from optuna.storages import RDBStorage
 from sqlalchemy.engine import Engine
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.read_cache import StudyReader
 
 from .keys import Principal, verify_key
@@ -79,22 +79,22 @@ def principal_from(
 Caller = Annotated[Principal, Depends(get_principal)]
 
 
-def can_see(principal: Principal, run: registry.StudyRun) -> bool:
+def can_see(principal: Principal, run: tables.StudyRun) -> bool:
     return principal.is_admin or run.owner == principal.owner
 
 
 def get_run(
     study_id: Annotated[str, Path(max_length=255)], state: State, principal: Caller
-) -> registry.StudyRun:
+) -> tables.StudyRun:
     """The study's registry row, when it exists and the caller may see it."""
     return run_for(study_id, state, principal, state.engine)
 
 
 def run_for(
     study_id: str, state: ServiceState, principal: Principal, bind: Engine | sa.Connection
-) -> registry.StudyRun:
+) -> tables.StudyRun:
     """:func:`get_run` on a given connection."""
-    run = registry.get(bind, study_id)
+    run = tables.get(bind, study_id)
     if run is None:
         raise HTTPException(404, f"study {study_id!r} does not exist: list yours at /v1/studies")
     if not can_see(principal, run):
@@ -102,10 +102,10 @@ def run_for(
     return run
 
 
-Run = Annotated[registry.StudyRun, Depends(get_run)]
+Run = Annotated[tables.StudyRun, Depends(get_run)]
 
 
-def load_study(state: ServiceState, run: registry.StudyRun) -> optuna.Study:
+def load_study(state: ServiceState, run: tables.StudyRun) -> optuna.Study:
     try:
         return state.reader.load(run.study_name)
     except KeyError:

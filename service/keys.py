@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from kdsearch.search.registry import api_keys, connected, now
+from kdsearch.search.tables import api_keys, connected, now
 
 PREFIX_LEN = 8
 

@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
 from kdsearch.search.spec import StudySpec
+from kdsearch.search.storage import make_engine, prepare_schema
 
 from .conftest import TINY
 
@@ -60,3 +63,11 @@ def pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def ready_engine(url: str, *args: Any, **kwargs: Any) -> Engine:
+    """An engine whose kdsearch tables are up to date, as the service or a worker leaves
+    them (``make_engine`` itself never migrates)."""
+    engine = make_engine(url, *args, **kwargs)
+    prepare_schema(engine)
+    return engine

@@ -19,14 +19,14 @@ import pytest
 import uvicorn
 
 from kdsearch.distill.metrics import METRIC_KEYS
-from kdsearch.search import registry
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search import tables
+from kdsearch.search.storage import make_storage
 from kdsearch.service.app import create_app
 from kdsearch.service.keys import create_key
 from kdsearch.service.settings import Settings
 
 from .proc_helpers import free_port
-from .search_helpers import tiny_spec
+from .search_helpers import ready_engine, tiny_spec
 
 
 @dataclass
@@ -78,7 +78,7 @@ def alice_server(root: Path, **settings: Any) -> Iterator[Server]:
         model_roots=[root],
         **settings,
     )
-    keys = {"alice": create_key(make_engine(url), "alice")}
+    keys = {"alice": create_key(ready_engine(url), "alice")}
     for base in _serve(config):
         yield Server(base, url, root / "artifacts", root, keys)
 
@@ -96,7 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         data_roots=[root],
         model_roots=[root],
     )
-    engine = make_engine(url)
+    engine = ready_engine(url)
     keys = {
         "alice": create_key(engine, "alice"),
         "bob": create_key(engine, "bob"),
@@ -130,7 +130,7 @@ def test_readyz_is_503_when_the_database_is_gone(server: Server) -> None:
     from fastapi.testclient import TestClient
 
     app = create_app(Settings(database_url=server.database_url, artifact_dir=str(server.root)))
-    app.state.kdsearch.engine = make_engine(f"sqlite:///{server.root / 'gone.db'}")
+    app.state.kdsearch.engine = ready_engine(f"sqlite:///{server.root / 'gone.db'}")
     app.state.kdsearch.engine.dispose()
     (server.root / "gone.db").unlink()
     (server.root / "gone.db").mkdir()  # a folder: SQLite cannot open it
@@ -491,13 +491,13 @@ def test_the_whole_walk(server: Server, tiny_ctx) -> None:  # type: ignore[no-un
     assert tuple(logits.shape) == (1, 2)
 
     # delete: artifacts leave the store, the rows and the Optuna study go
-    engine = make_engine(server.database_url)
-    stored = registry.list_artifacts(engine, sid, include_deleted=True)
+    engine = ready_engine(server.database_url)
+    stored = tables.list_artifacts(engine, sid, include_deleted=True)
     assert stored
     with server.client("alice") as c:
         assert c.delete(f"/v1/studies/{sid}").status_code == 204
         assert c.get(f"/v1/studies/{sid}").status_code == 404
-    assert registry.list_artifacts(engine, sid, include_deleted=True) == []
+    assert tables.list_artifacts(engine, sid, include_deleted=True) == []
     assert all(not (server.artifact_dir / a["artifact_id"]).exists() for a in stored)
     with pytest.raises(KeyError):
         optuna.load_study(study_name=sid, storage=make_storage(server.database_url, engine))

@@ -7,19 +7,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kdsearch.search.storage import make_engine
 from kdsearch.service.keys import create_key
 from kdsearch.service.settings import Settings
 
 from .faults._support import database_outage
-from .search_helpers import pg_available, pg_database
+from .search_helpers import pg_available, pg_database, ready_engine
 from .test_api import _serve
 
 
 @pytest.mark.skipif(not pg_available(), reason="PostgreSQL is not running")
 def test_outage_is_a_503_then_service_resumes(tmp_path: Path) -> None:
     with pg_database() as url:
-        key = create_key(make_engine(url), "olga")
+        key = create_key(ready_engine(url), "olga")
         settings = Settings(database_url=url, artifact_dir=str(tmp_path / "art"))
         auth = {"Authorization": f"Bearer {key}"}
         for base in _serve(settings):

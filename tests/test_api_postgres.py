@@ -11,19 +11,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kdsearch.search.storage import make_engine
 from kdsearch.service.keys import create_key
 
 from .proc_helpers import free_port, popen_cli, serve_args, wait_for, wait_until_ok
-from .search_helpers import pg_available, pg_database, tiny_spec
+from .search_helpers import pg_available, pg_database, ready_engine, tiny_spec
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is down")
 
 
 def test_walk_on_postgres_with_embedded_worker(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with pg_database() as url:
-        key = create_key(make_engine(url), "alice")
-        other = create_key(make_engine(url), "mallory")
+        key = create_key(ready_engine(url), "alice")
+        other = create_key(ready_engine(url), "mallory")
         port = free_port()
         base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
         server = popen_cli(*serve_args(url, tmp_path / "art", port, "--workers", "1"))

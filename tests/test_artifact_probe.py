@@ -8,13 +8,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.artifacts import ArtifactStoreError, make_artifact_store, probe_writable
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 from kdsearch.search.worker import Worker, WorkerOptions
 
-from .search_helpers import tiny_spec
+from .search_helpers import ready_engine, tiny_spec
 
 
 def test_probe_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -48,6 +48,6 @@ def test_unwritable_store_fails_trials_before_training(tiny_ctx, tmp_path: Path)
     for t in trials:
         assert t.user_attrs["error"].startswith("the trial was not started: cannot write")
         assert "metric:accuracy" not in t.user_attrs and "train_seconds" not in t.user_attrs
-    run = registry.get(make_engine(url), name)
+    run = tables.get(ready_engine(url), name)
     assert run is not None and run.status == "failed"
     assert run.error is not None and "the trial was not started" in run.error

@@ -10,11 +10,10 @@ from pathlib import Path
 import httpx
 
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import make_engine
 from kdsearch.service.keys import create_key
 from kdsearch.service.settings import Settings
 
-from .search_helpers import tiny_spec
+from .search_helpers import ready_engine, tiny_spec
 from .test_api import _serve
 
 
@@ -26,7 +25,7 @@ def _basic(key: str) -> dict[str, str]:
 @contextmanager
 def _server(tmp_path: Path, **settings: object) -> Iterator[tuple[str, str, str, str]]:
     url = f"sqlite:///{tmp_path / 'kd.db'}"
-    engine = make_engine(url)
+    engine = ready_engine(url)
     admin, user = create_key(engine, "ops", admin=True), create_key(engine, "alice")
     name = create_study(tiny_spec(n_trials=2), url)
     cfg = Settings(database_url=url, artifact_dir=str(tmp_path / "art"), **settings)

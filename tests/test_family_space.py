@@ -9,7 +9,7 @@ from kdsearch.search.objective import build_run_config
 from kdsearch.search.space import PARAMS, sample_params
 from kdsearch.search.study import make_sampler
 
-from .search_helpers import tiny_spec
+from .search_helpers import ready_engine, tiny_spec
 
 FAMILY_SPACE = {
     "family": {"choices": ["transformer", "bilstm", "textcnn"]},
@@ -111,9 +111,8 @@ def test_a_student_deeper_than_a_teacher_folder_fails_the_study_before_any_trial
     """A teacher folder's depth is known only once it is loaded: the study fails at
     preparation, with the field named in its stored error, and runs no trial."""
     from kdsearch.distill.families.transformer import truncate_teacher
-    from kdsearch.search import registry
+    from kdsearch.search import tables
     from kdsearch.search.runner import run_study
-    from kdsearch.search.storage import make_engine
 
     folder = tmp_path / "teacher2"
     truncate_teacher(tiny_ctx.teacher.model, [1, 2]).save_pretrained(folder)
@@ -125,7 +124,7 @@ def test_a_student_deeper_than_a_teacher_folder_fails_the_study_before_any_trial
     )
     url = f"sqlite:///{tmp_path / 'kd.db'}"
     name = run_study(spec, url, str(tmp_path / "art"))
-    run = registry.get(make_engine(url), name)
+    run = tables.get(ready_engine(url), name)
     assert run is not None and run.status == "failed"
     assert run.error is not None and "preparing the study failed: student.num_layers: " in run.error
     assert "has 2 layers: use at most 2" in run.error

@@ -13,15 +13,15 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from kdsearch.distill.metrics import METRIC_KEYS, conf_sigma
-from kdsearch.search import jobs, registry
+from kdsearch.search import jobs, tables
 from kdsearch.search.bootstrap import bootstrap_metrics
 from kdsearch.search.final import RESULTS_ATTR, _confirmed_key
 from kdsearch.search.leaderboard import leaderboard, pareto_front, recommended_trial
 from kdsearch.search.runner import run_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
 from .proc_helpers import run_cli
-from .search_helpers import tiny_spec
+from .search_helpers import ready_engine, tiny_spec
 
 # --------------------------------------------------------------------------- bootstrap
 
@@ -82,6 +82,17 @@ def test_bootstrap_statistic_is_the_metric_definition() -> None:
     assert twice["accuracy"] == ci["accuracy"]
     with pytest.raises(ValueError, match="at least one seed"):
         bootstrap_metrics(d["y"], d["t_pred"], t_ref, [], [])
+    # a teacher that is never right leaves conf_sigma undefined on every resample: no
+    # interval for it (an untrained teacher did this), accuracy's is still there
+    wrong = 1 - d["y"]
+    none = bootstrap_metrics(d["y"], wrong, t_ref, [d["s_pred"]], [s_ref], resamples=200)
+    assert (
+        "conf_sigma" not in none
+        and none["accuracy"]
+        == bootstrap_metrics(d["y"], d["t_pred"], t_ref, [d["s_pred"]], [s_ref], resamples=200)[
+            "accuracy"
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- jobs
@@ -90,7 +101,7 @@ def test_bootstrap_statistic_is_the_metric_definition() -> None:
 def test_jobs_are_claimed_once_retried_when_stale_and_failed_after_three_tries(
     tmp_path: Path,
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+    engine = ready_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
     wanted = [("confirm", 2, 1), ("confirm", 2, 2), ("test", 2, 0)]
     assert jobs.plan(engine, "s", wanted) == 3
     assert jobs.plan(engine, "s", wanted) == 0  # idempotent: one row per job
@@ -111,18 +122,16 @@ def test_jobs_are_claimed_once_retried_when_stale_and_failed_after_three_tries(
     c = jobs.claim(engine, "s", "worker-c", stale_after_s=60)
     assert c is not None and c.id == b.id and c.attempts == 1
     # worker-c dies: its heartbeat goes stale, and the job is taken again, until 3 tries
-    old = registry.now() - dt.timedelta(seconds=600)
+    old = tables.now() - dt.timedelta(seconds=600)
     for attempt in (2, 3):
         with engine.begin() as conn:
             conn.execute(
-                registry.jobs.update().where(registry.jobs.c.id == c.id).values(heartbeat_at=old)
+                tables.jobs.update().where(tables.jobs.c.id == c.id).values(heartbeat_at=old)
             )
         again = jobs.claim(engine, "s", f"worker-{attempt}", stale_after_s=60)
         assert again is not None and again.id == c.id and again.attempts == attempt
     with engine.begin() as conn:
-        conn.execute(
-            registry.jobs.update().where(registry.jobs.c.id == c.id).values(heartbeat_at=old)
-        )
+        conn.execute(tables.jobs.update().where(tables.jobs.c.id == c.id).values(heartbeat_at=old))
     last = jobs.claim(engine, "s", "worker-x", stale_after_s=60)
     assert last is not None and last.kind == "test"  # the thrice-dead job was failed
     failed = [j for j in jobs.list_jobs(engine, "s") if j.state == "failed"]
@@ -132,18 +141,18 @@ def test_jobs_are_claimed_once_retried_when_stale_and_failed_after_three_tries(
 
 
 def test_a_heartbeat_keeps_a_running_job_from_going_stale(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'beat.db'}")
+    engine = ready_engine(f"sqlite:///{tmp_path / 'beat.db'}")
     jobs.plan(engine, "s", [("test", 0, 0)])
     job = jobs.claim(engine, "s", "w", stale_after_s=60)
     assert job is not None
     with engine.connect() as conn:
-        first = conn.execute(sa.select(registry.jobs.c.heartbeat_at)).scalar_one()
+        first = conn.execute(sa.select(tables.jobs.c.heartbeat_at)).scalar_one()
     with jobs.Heartbeat(engine, job.id, "w", interval_s=0.05):
         import time
 
         time.sleep(0.4)
     with engine.connect() as conn:
-        later = conn.execute(sa.select(registry.jobs.c.heartbeat_at)).scalar_one()
+        later = conn.execute(sa.select(tables.jobs.c.heartbeat_at)).scalar_one()
     assert later > first
 
 
@@ -161,8 +170,8 @@ def test_study_end_scores_winners_on_test_and_confirms_with_fresh_seeds(  # type
     art = tmp_path / "artifacts"
     spec = tiny_spec(n_trials=3, seed=4, confirm={"seeds": 2, "top_k": 1})
     name = run_study(spec, url, str(art))
-    engine = make_engine(url)
-    run = registry.get(engine, name)
+    engine = ready_engine(url)
+    run = tables.get(engine, name)
     assert run is not None and run.status == "completed", run
     # re-runs never count against the budget: exactly n_trials trials, all claimed slots
     study = _load(url, name)
@@ -219,7 +228,7 @@ def test_study_end_scores_winners_on_test_and_confirms_with_fresh_seeds(  # type
     accs = [r["test"]["accuracy"] for r in rows[: len(with_test)]]
     assert accs == sorted(accs, reverse=True)
     # the served checkpoint is the confirmed winner's, and it is kept
-    kept = {a["trial_number"] for a in registry.list_artifacts(engine, name, kind="checkpoint")}
+    kept = {a["trial_number"] for a in tables.list_artifacts(engine, name, kind="checkpoint")}
     assert best in kept
     # kdsearch study show prints test beside validation and the confirmation
     out = run_cli("study", "show", name, "--database-url", url).stdout
@@ -291,7 +300,7 @@ def test_no_test_row_reaches_the_teacher_training_transfer_or_any_trial(
         )
         url = f"sqlite:///{tmp_path / f'{tag}.db'}"
         name = run_study(spec, url, str(tmp_path / f"art-{tag}"))
-        run = registry.get(make_engine(url), name)
+        run = tables.get(ready_engine(url), name)
         assert run is not None and run.status == "completed", run
         ctx = prepare_context(build_run_config(spec, {}))  # the cached teacher and logits
         return _load(url, name).get_trials(), run.results, ctx

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from kdsearch.search.registry import api_keys
-from kdsearch.search.storage import make_engine
+from kdsearch.search.tables import api_keys
 from kdsearch.service.keys import any_active_key, create_key, revoke_key, verify_key
 
 from .proc_helpers import run_cli
+from .search_helpers import ready_engine
 
 
 def test_keys_are_stored_hashed_and_verified(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'kd.db'}")
+    engine = ready_engine(f"sqlite:///{tmp_path / 'kd.db'}")
     assert not any_active_key(engine)
     key = create_key(engine, "alice")
     admin = create_key(engine, "ops", admin=True)
@@ -41,5 +41,5 @@ def test_keys_create_cli_prints_the_key_last(tmp_path: Path) -> None:
     proc = run_cli("keys", "create", "--owner", "bob", "--database-url", url, timeout=120)
     proc.check_returncode()
     key = proc.stdout.strip().splitlines()[-1]
-    principal = verify_key(make_engine(url), key)
+    principal = verify_key(ready_engine(url), key)
     assert principal is not None and principal.owner == "bob"

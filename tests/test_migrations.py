@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from kdsearch import migrations
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import SchemaNotReady, make_engine, make_storage, prepare_schema
 
 from .proc_helpers import run_cli
 from .search_helpers import pg_available, pg_database
@@ -26,7 +26,8 @@ OURS = {
 
 
 def _check_side_by_side(url: str) -> None:
-    engine = make_engine(url)  # applies our migrations
+    engine = make_engine(url)
+    prepare_schema(engine)  # applies our migrations
     storage = make_storage(url, engine)  # creates Optuna's schema
     optuna.create_study(storage=storage, study_name="side-by-side")
     tables = set(sa.inspect(engine).get_table_names())
@@ -42,7 +43,7 @@ def _check_side_by_side(url: str) -> None:
     from alembic.runtime.migration import MigrationContext
 
     from kdsearch.migrations.env_support import include_object
-    from kdsearch.search.registry import metadata
+    from kdsearch.search.tables import metadata
 
     with engine.connect() as conn:
         mc = MigrationContext.configure(
@@ -69,7 +70,9 @@ def test_sqlite_schemas_side_by_side(tmp_path: Path) -> None:
 
 
 def _make(url: str) -> str | None:
-    return migrations.current_revision(make_engine(url))
+    engine = make_engine(url)
+    prepare_schema(engine)
+    return migrations.current_revision(engine)
 
 
 @pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is down")
@@ -105,7 +108,7 @@ def test_db_cli_upgrade_and_current(tmp_path: Path) -> None:
 
 
 def test_upgrade_from_0002_keeps_studies_and_adds_final_results(tmp_path: Path) -> None:
-    from kdsearch.search import registry
+    from kdsearch.search import tables
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)
@@ -119,9 +122,32 @@ def test_upgrade_from_0002_keeps_studies_and_adds_final_results(tmp_path: Path) 
             )
         )
     assert migrations.upgrade(engine) == "0003"
-    run = registry.get(engine, "old")
+    run = tables.get(engine, "old")
     assert run is not None and run.status == "completed" and run.n_trials == 4
-    assert registry.results(engine, "old") is None
-    registry.set_results(engine, "old", {"recommended": 2})
-    assert registry.results(engine, "old") == {"recommended": 2}
+    assert tables.results(engine, "old") is None
+    tables.set_results(engine, "old", {"recommended": 2})
+    assert tables.results(engine, "old") == {"recommended": 2}
     assert "kdsearch_jobs" in sa.inspect(engine).get_table_names()
+
+
+def test_make_engine_never_migrates_and_readers_say_what_to_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    engine = make_engine(url)
+    with engine.connect():
+        pass
+    assert migrations.current_revision(engine) is None
+    assert not [t for t in sa.inspect(engine).get_table_names() if t.startswith("kdsearch_")]
+    with pytest.raises(SchemaNotReady, match=r"has no kdsearch tables.*kdsearch db upgrade"):
+        prepare_schema(engine, upgrade=False)
+    # a reader on the command line: a clear error, no traceback, nothing created
+    shown = run_cli("study", "show", "nope", "--database-url", url, timeout=120)
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    assert "has no kdsearch tables" in shown.stderr and "kdsearch db upgrade" in shown.stderr
+    assert migrations.current_revision(engine) is None
+    prepare_schema(engine)  # an owner (service, worker, study creation) upgrades
+    assert migrations.is_up_to_date(engine)
+    prepare_schema(engine, upgrade=False)  # and now readers are content
+    with engine.begin() as conn:  # an older schema reads as such
+        conn.execute(sa.text("UPDATE kdsearch_alembic_version SET version_num = '0002'"))
+    with pytest.raises(SchemaNotReady, match="is at schema 0002, this kdsearch needs 0003"):
+        prepare_schema(engine, upgrade=False)

@@ -8,18 +8,18 @@ from pathlib import Path
 import optuna
 import pytest
 
-from kdsearch.search import registry
 from kdsearch.search import study as study_mod
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search import tables
+from kdsearch.search.storage import make_storage
 
-from .search_helpers import pg_available, pg_database, tiny_spec
+from .search_helpers import pg_available, pg_database, ready_engine, tiny_spec
 
 
-def _race(url: str, n: int, limit: int) -> tuple[list[str], list[registry.QuotaExceeded]]:
-    engine = make_engine(url)
+def _race(url: str, n: int, limit: int) -> tuple[list[str], list[tables.QuotaExceeded]]:
+    engine = ready_engine(url)
     storage = make_storage(url, engine)
     made: list[str] = []
-    refused: list[registry.QuotaExceeded] = []
+    refused: list[tables.QuotaExceeded] = []
     start = threading.Barrier(n)
     lock = threading.Lock()
 
@@ -31,7 +31,7 @@ def _race(url: str, n: int, limit: int) -> tuple[list[str], list[registry.QuotaE
             )
             with lock:
                 made.append(name)
-        except registry.QuotaExceeded as exc:
+        except tables.QuotaExceeded as exc:
             with lock:
                 refused.append(exc)
 
@@ -43,14 +43,14 @@ def _race(url: str, n: int, limit: int) -> tuple[list[str], list[registry.QuotaE
     # Nothing is left behind for a refused request: neither a registry row nor a study.
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     assert names == set(made)
-    assert {r.study_name for r in registry.active(engine)} == set(made)
+    assert {r.study_name for r in tables.active(engine)} == set(made)
     # Another owner is not affected.
     study_mod.create(engine, storage, tiny_spec(), study_name="erin-0", owner="erin", max_active=1)
     engine.dispose()
     return made, refused
 
 
-def _check(made: list[str], refused: list[registry.QuotaExceeded], n: int, limit: int) -> None:
+def _check(made: list[str], refused: list[tables.QuotaExceeded], n: int, limit: int) -> None:
     assert len(made) == limit
     assert len(refused) == n - limit
     assert all(e.owner == "dave" and e.active == limit and e.limit == limit for e in refused)
@@ -63,7 +63,7 @@ def test_quota_is_atomic_on_sqlite(tmp_path: Path) -> None:
 
 def _race_register(url: str, n: int, limit: int) -> int:
     """Only the registry insert, so the requests really collide (no Optuna set-up between)."""
-    engine = make_engine(url)
+    engine = ready_engine(url)
     start = threading.Barrier(n)
     made = []
 
@@ -72,9 +72,9 @@ def _race_register(url: str, n: int, limit: int) -> int:
             conn.exec_driver_sql("SELECT 1")
         start.wait()
         try:
-            registry.register(engine, f"r{i}", {}, 1, owner="dave", max_active=limit)
+            tables.register(engine, f"r{i}", {}, 1, owner="dave", max_active=limit)
             made.append(i)
-        except registry.QuotaExceeded:
+        except tables.QuotaExceeded:
             pass
 
     threads = [threading.Thread(target=post, args=(i,)) for i in range(n)]

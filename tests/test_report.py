@@ -18,19 +18,19 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from PIL import Image
 
-from kdsearch.search import registry
 from kdsearch.search import study as study_mod
+from kdsearch.search import tables
 from kdsearch.search.artifacts import make_artifact_store
 from kdsearch.search.leaderboard import recommended_trial
 from kdsearch.search.report import build_report, spec_kappa
 from kdsearch.search.report_html import render_report
 from kdsearch.search.runner import run_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 from kdsearch.service.keys import create_key
 from kdsearch.service.settings import Settings
 
 from .proc_helpers import run_cli
-from .search_helpers import tiny_spec
+from .search_helpers import ready_engine, tiny_spec
 from .test_api import _serve
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -73,7 +73,7 @@ def studied(tiny_ctx, tmp_path_factory: pytest.TempPathFactory) -> Studied:  # t
     root = tmp_path_factory.mktemp("report")
     url = f"sqlite:///{root / 'kd.db'}"
     art = root / "artifacts"
-    engine = make_engine(url)
+    engine = ready_engine(url)
     storage = make_storage(url, engine)
     # an absurd weight decay makes training diverge: that trial fails at its second step
     spec = tiny_spec(
@@ -126,7 +126,7 @@ def test_cli_report_holds_the_leaderboard_verdict_and_images(
         assert f"{_metric(t, 'accuracy'):.4g}" in html
 
     # the verdict judges the held-out test numbers of the pick, its validation ones beside
-    run = registry.get(make_engine(studied.url), SID)
+    run = tables.get(ready_engine(studied.url), SID)
     assert run is not None and run.results is not None
     test = run.results["test"][str(best.number)]
     sigma = test["conf_sigma"]
@@ -174,8 +174,8 @@ def test_cli_report_holds_the_leaderboard_verdict_and_images(
         with Image.open(io.BytesIO(data)) as im:
             assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 300
     store = make_artifact_store(str(studied.art))
-    engine = make_engine(studied.url)
-    for a in registry.list_artifacts(engine, SID, kind="plot"):
+    engine = ready_engine(studied.url)
+    for a in tables.list_artifacts(engine, SID, kind="plot"):
         if a["trial_number"] == best.number:
             with store.open_reader(a["artifact_id"]) as fh:
                 assert fh.read() in pngs
@@ -207,11 +207,11 @@ def test_cli_errors_are_one_line(studied: Studied, tmp_path: Path) -> None:
 
 
 def test_a_tighter_kappa_turns_the_verdict(studied: Studied) -> None:
-    engine = make_engine(studied.url)
+    engine = ready_engine(studied.url)
     store = make_artifact_store(str(studied.art))
     best = recommended_trial(studied.trials)
     assert best is not None
-    run = registry.get(engine, SID)
+    run = tables.get(engine, SID)
     assert run is not None and run.results is not None
     test_sigma = run.results["test"][str(best.number)]["conf_sigma"]
     sigmas = sorted(
@@ -332,7 +332,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(studied: Studied) -> Iterator[Served]:
-    engine = make_engine(studied.url)
+    engine = ready_engine(studied.url)
     keys = {
         "alice": create_key(engine, "alice"),
         "bob": create_key(engine, "bob"),

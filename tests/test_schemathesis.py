@@ -17,11 +17,11 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from kdsearch.search import study as study_mod
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 from kdsearch.service.keys import create_key
 from kdsearch.service.settings import Settings
 
-from .search_helpers import tiny_spec
+from .search_helpers import ready_engine, tiny_spec
 from .test_api import _serve
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -34,7 +34,7 @@ DISTS = {
 
 def _seed(url: str) -> str:
     """A study with two COMPLETE trials (one infeasible) and one FAIL, as workers leave them."""
-    engine = make_engine(url)
+    engine = ready_engine(url)
     storage = make_storage(url, engine)
     spec = tiny_spec(constraints=[{"metric": "conf_sigma", "max": 0.1}])
     name = study_mod.create(engine, storage, spec, study_name="kd-seeded", owner="fuzzer")
@@ -91,7 +91,7 @@ def _schemathesis(base: str, key: str, cwd: Path, *args: str) -> int:
 
 def test_no_server_errors_under_generated_requests(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'kd.db'}"
-    key = create_key(make_engine(url), "fuzzer")
+    key = create_key(ready_engine(url), "fuzzer")
     sid = _seed(url)
     (tmp_path / "schemathesis.toml").write_text(f'[parameters]\nstudy_id = "{sid}"\n')
     settings = Settings(database_url=url, artifact_dir=str(tmp_path / "art"), max_trials=5)

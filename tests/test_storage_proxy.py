@@ -17,13 +17,13 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.proxy import HEARTBEAT_ATTR
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
 from .proc_helpers import free_port, popen_cli, run_cli, wait_for, worker_args
-from .search_helpers import pg_available, pg_database, tiny_spec
+from .search_helpers import pg_available, pg_database, ready_engine, tiny_spec
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is down")
 BEAT = ("--heartbeat-interval", "1", "--grace-period", "4")
@@ -49,7 +49,7 @@ def start_worker(url: str, storage: str, art: Path, *extra: str) -> subprocess.P
 
 
 def heartbeats(url: str) -> int:
-    with make_engine(url).connect() as conn:
+    with ready_engine(url).connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM trial_heartbeats")).scalar() or 0)
 
 
@@ -68,7 +68,7 @@ def test_two_workers_complete_a_study_through_the_proxy(tiny_ctx, tmp_path: Path
         # heartbeats went through the proxy into Optuna's table, not into the trials' attrs
         assert heartbeats(url) >= 4
         assert all(HEARTBEAT_ATTR not in t.system_attrs for t in trials)
-        run = registry.get(make_engine(url), name)
+        run = tables.get(ready_engine(url), name)
         assert run is not None and run.claimed == 4 and run.status == "completed"
 
 

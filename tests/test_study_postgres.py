@@ -14,12 +14,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
 from .proc_helpers import popen_cli, wait_for, worker_args
-from .search_helpers import pg_available, pg_database, tiny_spec
+from .search_helpers import pg_available, pg_database, ready_engine, tiny_spec
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="PostgreSQL on 127.0.0.1:5432 is down")
 OPTUNA_CLI = Path(sys.executable).parent / "optuna"
@@ -52,7 +52,7 @@ def test_two_workers_share_the_budget_exactly(tiny_ctx, tmp_path: Path) -> None:
         assert len(trials) == 4
         assert all(t.state == TrialState.COMPLETE for t in trials)
         assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4  # no twin work
-        run = registry.get(make_engine(url), name)
+        run = tables.get(ready_engine(url), name)
         assert run is not None and run.claimed == 4 and run.status == "completed"
 
         # real clients: the optuna CLI reads the same study
@@ -90,5 +90,5 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_ctx, tmp_path: Path) -> 
         failed = next(t for t in trials if t.state == TrialState.FAIL)
         retry = next(t for t in trials if t.system_attrs.get("failed_trial") == failed.number)
         assert retry.state == TrialState.COMPLETE
-        run = registry.get(make_engine(url), name)
+        run = tables.get(ready_engine(url), name)
         assert run is not None and run.status == "completed" and run.claimed == 2

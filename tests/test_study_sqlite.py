@@ -8,14 +8,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.leaderboard import recommended_trial
 from kdsearch.search.pruning import estimate_saved_fraction
 from kdsearch.search.runner import create_study, run_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
 from .proc_helpers import popen_cli, run_cli, worker_args
-from .search_helpers import tiny_spec
+from .search_helpers import ready_engine, tiny_spec
 
 
 def _load(url: str, name: str) -> optuna.Study:
@@ -27,8 +27,8 @@ def test_study_runs_its_budget_and_stores_everything(tiny_ctx, tmp_path: Path) -
     art = tmp_path / "artifacts"
     spec = tiny_spec(n_trials=3, keep={"policy": "top_k", "k": 1})
     name = run_study(spec, url, str(art))
-    engine = make_engine(url)
-    run = registry.get(engine, name)
+    engine = ready_engine(url)
+    run = tables.get(engine, name)
     assert run is not None and run.status == "completed" and run.claimed == 3
     study = _load(url, name)
     trials = study.get_trials()
@@ -41,12 +41,12 @@ def test_study_runs_its_budget_and_stores_everything(tiny_ctx, tmp_path: Path) -
         assert t.user_attrs["metric:params"] > 0
         assert "kd_intermediate" in t.user_attrs  # multi-objective intermediate values
     # artifacts: every trial's plots, and only the kept (top-1) checkpoint
-    plots = registry.list_artifacts(engine, name, kind="plot")
+    plots = tables.list_artifacts(engine, name, kind="plot")
     assert len(plots) == 6
     for a in plots:
         assert (art / a["artifact_id"]).read_bytes()[:4] == b"\x89PNG"
-    ckpts = registry.list_artifacts(engine, name, kind="checkpoint")
-    all_ckpts = registry.list_artifacts(engine, name, kind="checkpoint", include_deleted=True)
+    ckpts = tables.list_artifacts(engine, name, kind="checkpoint")
+    all_ckpts = tables.list_artifacts(engine, name, kind="checkpoint", include_deleted=True)
     assert len(all_ckpts) == 3 and len(ckpts) == 1
     best = recommended_trial(trials)
     assert best is not None and ckpts[0]["trial_number"] == best.number
@@ -65,8 +65,8 @@ def test_constraints_mark_infeasible_trials(tiny_ctx, tmp_path: Path) -> None:  
     assert study.best_trials == []  # nothing feasible
     assert recommended_trial(study.get_trials()) is None
     # the unconstrained front keeps its checkpoints so the user still has a choice
-    engine = make_engine(url)
-    assert len(registry.list_artifacts(engine, name, kind="checkpoint")) >= 1
+    engine = ready_engine(url)
+    assert len(tables.list_artifacts(engine, name, kind="checkpoint")) >= 1
 
 
 def test_median_pruner_stops_a_bad_trial(tiny_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -91,7 +91,7 @@ def test_median_pruner_stops_a_bad_trial(tiny_ctx, tmp_path: Path) -> None:  # t
     ]
     assert max(trials[2].intermediate_values) < 10  # stopped before its 10 steps
     assert estimate_saved_fraction(trials, max_steps=10) > 0
-    run = registry.get(make_engine(url), name)
+    run = tables.get(ready_engine(url), name)
     assert run is not None and run.status == "completed"
 
 
@@ -99,7 +99,7 @@ def test_broken_teacher_fails_the_study_fast(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'kd.db'}"
     spec = tiny_spec(teacher={"model": str(tmp_path / "missing-teacher"), "finetune": False})
     name = run_study(spec, url, str(tmp_path / "a"))
-    run = registry.get(make_engine(url), name)
+    run = tables.get(ready_engine(url), name)
     assert run is not None and run.status == "failed"
     assert run.error is not None and "missing-teacher does not exist" in run.error
     assert _load(url, name).get_trials() == []  # no trial was even started
@@ -127,7 +127,7 @@ def test_failing_trials_fail_alone_then_the_study(tiny_ctx, tmp_path: Path) -> N
         TrialState.FAIL,
     ]
     assert "the loss became nan at step 2" in trials[0].user_attrs["error"]
-    run = registry.get(make_engine(url), name)
+    run = tables.get(ready_engine(url), name)
     assert run is not None and run.status == "failed"
     assert run.error is not None and "2 trials failed in a row" in run.error
     assert "lower train.lr" in run.error
@@ -183,5 +183,5 @@ def test_sigterm_finishes_the_current_trial_then_exits(tiny_ctx, tmp_path: Path)
     assert out.strip().splitlines()[-1] == "worker done: 1 trials"
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE]  # finished, not abandoned
-    run = registry.get(make_engine(url), name)
+    run = tables.get(ready_engine(url), name)
     assert run is not None and run.claimed == 1 and run.status == "running"  # left for others

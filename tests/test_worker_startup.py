@@ -11,8 +11,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from kdsearch.search import registry
-from kdsearch.search.storage import make_engine, wait_for_database
+from kdsearch.search import tables
+from kdsearch.search.storage import make_engine, schema_ready, wait_for_database
 from kdsearch.search.worker import Worker, WorkerOptions
 
 from .proc_helpers import run_cli
@@ -33,7 +33,7 @@ def test_wait_gives_up_after_the_deadline_with_the_outage_error() -> None:
 
     started = time.monotonic()
     with pytest.raises(sa.exc.OperationalError, match="refused"):
-        wait_for_database(lambda: make_engine(NOBODY), 2.5, sleep=sleep)
+        wait_for_database(lambda: schema_ready(make_engine(NOBODY)), 2.5, sleep=sleep)
     elapsed = time.monotonic() - started
     assert 2.5 <= elapsed < 10
     # 1 s, then what is left of the 2.5 s (the next pause would have been 2 s)
@@ -70,7 +70,7 @@ def test_worker_started_before_its_database_waits_for_it(tmp_path: Path) -> None
         waited = time.monotonic() - started
         late.join()
         assert waited >= 3.0
-        assert registry.active(worker.engine) == []  # migrated and usable
+        assert tables.active(worker.engine) == []  # migrated and usable
         assert worker.storage.get_all_studies() == []
         worker.engine.dispose()
         worker.storage.engine.dispose()

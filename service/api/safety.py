@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.spec import StudySpec
 
 from ..settings import Settings
@@ -97,7 +97,7 @@ def check_spec(spec: StudySpec, settings: Settings) -> None:
         check_model("student.path", spec.student.path, settings)
 
 
-def quota_error(exc: registry.QuotaExceeded) -> HTTPException:
+def quota_error(exc: tables.QuotaExceeded) -> HTTPException:
     return HTTPException(
         429,
         f"owner {exc.owner!r} already has {exc.active} queued or running studies (limit "

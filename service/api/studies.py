@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from optuna.trial import FrozenTrial
 from pydantic import ValidationError
 
-from kdsearch.search import jobs, registry
+from kdsearch.search import jobs, tables
 from kdsearch.search import study as study_mod
 from kdsearch.search.leaderboard import final_of, pareto_front, recommended_trial, trial_metrics
 from kdsearch.search.spec import StudySpec
@@ -93,7 +93,7 @@ def create_study(
             owner=principal.owner,
             max_active=state.settings.max_active_studies_per_key,
         )
-    except registry.QuotaExceeded as exc:
+    except tables.QuotaExceeded as exc:
         raise quota_error(exc) from None
     return StudyCreated(id=name, status="queued", links=links(name))
 
@@ -105,7 +105,7 @@ def list_studies(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> StudyPage:
-    t = registry.study_runs
+    t = tables.study_runs
     where = [] if principal.is_admin else [t.c.owner == principal.owner]
     with state.engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar()
@@ -144,7 +144,7 @@ def _recommended(best: FrozenTrial, results: dict[str, Any] | None) -> Recommend
     )
 
 
-def _end_jobs(state: ServiceState, run: registry.StudyRun) -> EndJobs | None:
+def _end_jobs(state: ServiceState, run: tables.StudyRun) -> EndJobs | None:
     counts = jobs.progress(state.engine, run.study_name)
     if not counts["total"]:
         return None
@@ -180,8 +180,8 @@ def get_study(state: State, run: Run) -> StudyDetail:
 
 @router.post("/{study_id}/cancel", responses=ERRORS)
 def cancel_study(state: State, run: Run) -> CancelOut:
-    if not registry.set_status(state.engine, run.study_name, "cancelled"):
-        current = registry.get(state.engine, run.study_name)
+    if not tables.set_status(state.engine, run.study_name, "cancelled"):
+        current = tables.get(state.engine, run.study_name)
         status = current.status if current else run.status
         raise HTTPException(
             409, f"status: study is {status}; only queued or running studies can be cancelled"
@@ -191,7 +191,7 @@ def cancel_study(state: State, run: Run) -> CancelOut:
 
 @router.delete("/{study_id}", status_code=204, responses=ERRORS)
 def delete_study(state: State, run: Run) -> Response:
-    if run.status in registry.ACTIVE:
+    if run.status in tables.ACTIVE:
         raise HTTPException(
             409,
             f"status: study is {run.status}: cancel it first "
@@ -202,11 +202,11 @@ def delete_study(state: State, run: Run) -> Response:
 
 
 def _delete_everything(state: ServiceState, name: str) -> None:
-    for a in registry.list_artifacts(state.engine, name):
+    for a in tables.list_artifacts(state.engine, name):
         with contextlib.suppress(Exception):  # already gone from the store: fine
             state.artifact_store.remove(a["artifact_id"])
     with state.engine.begin() as conn:
-        conn.execute(registry.artifacts.delete().where(registry.artifacts.c.study_name == name))
-        conn.execute(registry.study_runs.delete().where(registry.study_runs.c.study_name == name))
+        conn.execute(tables.artifacts.delete().where(tables.artifacts.c.study_name == name))
+        conn.execute(tables.study_runs.delete().where(tables.study_runs.c.study_name == name))
     with contextlib.suppress(KeyError):
         state.reader.delete(name)

@@ -10,7 +10,7 @@ from fastapi.responses import Response, StreamingResponse
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.leaderboard import pareto_front, trial_row
 
 from ..deps import Run, ServiceState, State, load_study, principal_from, run_for
@@ -83,7 +83,7 @@ def list_trials(
     return Response(body, media_type="application/json")
 
 
-def _trial(state: ServiceState, run: registry.StudyRun, number: int) -> tuple[Any, FrozenTrial]:
+def _trial(state: ServiceState, run: tables.StudyRun, number: int) -> tuple[Any, FrozenTrial]:
     study = load_study(state, run)
     trials = study.get_trials(deepcopy=False)
     found = [t for t in trials if t.number == number]
@@ -99,7 +99,7 @@ def _artifacts(
 ) -> list[dict[str, Any]]:
     return [
         a
-        for a in registry.list_artifacts(state.engine, study_name, kind=kind)
+        for a in tables.list_artifacts(state.engine, study_name, kind=kind)
         if a["trial_number"] == number
     ]
 

@@ -22,8 +22,8 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.engine import Engine
 
-from kdsearch.search import registry
 from kdsearch.search import study as study_mod
+from kdsearch.search import tables
 from kdsearch.search.spec import StudySpec
 
 from ..proc_helpers import Proc, wait_for
@@ -151,7 +151,7 @@ class Kept:
 
 def snapshot(engine: Engine, storage: Any, name: str, art: Path) -> dict[int, Kept]:
     """Every COMPLETE trial with its kept checkpoint, checked against the files now."""
-    ckpts = {a["trial_number"]: a for a in registry.list_artifacts(engine, name, kind="checkpoint")}
+    ckpts = {a["trial_number"]: a for a in tables.list_artifacts(engine, name, kind="checkpoint")}
     out: dict[int, Kept] = {}
     for t in trials_of(storage, name):
         if t.state != TrialState.COMPLETE:
@@ -171,7 +171,7 @@ def assert_nothing_lost(
     lists (not deleted) exists with its recorded checksum."""
     assert before, "the fault test recorded no COMPLETE trial before the fault"
     trials = {t.number: t for t in trials_of(storage, name)}
-    listed = registry.list_artifacts(engine, name)
+    listed = tables.list_artifacts(engine, name)
     by_trial = {a["trial_number"]: a for a in listed if a["kind"] == "checkpoint"}
     for number, kept in before.items():
         t = trials[number]
@@ -218,7 +218,7 @@ def running_after(storage: Any, name: str, done: int) -> bool:
 def finish_study(engine: Engine, name: str, worker: Proc, timeout: float, *others: Proc) -> None:
     """Wait for the study to complete, then stop the worker the way an operator does."""
     wait_for(
-        lambda: (r := registry.get(engine, name)) is not None and r.status == "completed",
+        lambda: (r := tables.get(engine, name)) is not None and r.status == "completed",
         timeout,
         "the study to complete after the fault",
         procs=[worker, *others],
@@ -243,7 +243,7 @@ def assert_study_recovered(
     assert_none_running(trials)
     counted = [t for t in trials if study_mod.counted(t)]
     assert [t.state for t in counted] == [TrialState.COMPLETE] * n_trials, states(trials)
-    run = registry.get(engine, name)
+    run = tables.get(engine, name)
     assert run is not None and run.claimed == n_trials
     assert_nothing_lost(engine, storage, name, art, before)
     return trials

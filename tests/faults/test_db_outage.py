@@ -17,14 +17,14 @@ import sqlalchemy as sa
 from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
-from kdsearch.search import registry
 from kdsearch.search import study as study_mod
+from kdsearch.search import tables
 from kdsearch.search.objective import TrialObjective
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import database_unavailable, first_line, make_engine, make_storage
+from kdsearch.search.storage import database_unavailable, first_line, make_storage
 from kdsearch.search.worker import Worker, WorkerOptions
 
-from ..search_helpers import pg_database
+from ..search_helpers import pg_database, ready_engine
 from ._support import (
     database_outage,
     fault_spec,
@@ -38,11 +38,11 @@ def test_outage_errors_are_told_apart_from_real_ones(pg_url: str) -> None:
     with pytest.raises(sa.exc.OperationalError) as err:
         refused.connect()
     assert database_unavailable(err.value)
-    engine = make_engine(pg_url)
+    engine = ready_engine(pg_url)
     storage = make_storage(pg_url, engine)
     with database_outage(pg_url):
         with pytest.raises(sa.exc.OperationalError) as err:
-            registry.active(engine)
+            tables.active(engine)
         assert database_unavailable(err.value)
         with pytest.raises(StorageInternalError) as wrapped:  # Optuna wraps it
             storage.get_all_studies()
@@ -62,7 +62,7 @@ def _beat(engine: sa.Engine, trial_id: int) -> object:
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_heartbeat_outlives_an_outage(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    engine = make_engine(pg_url)
+    engine = ready_engine(pg_url)
     storage = make_storage(pg_url, engine, heartbeat_interval=1, grace_period=5)
     trial = optuna.create_study(storage=storage).ask()
     storage.record_heartbeat(trial._trial_id)
@@ -81,14 +81,14 @@ def test_outage_mid_trial_gives_the_slot_back(
 ) -> None:
     """The registry's database fails during the trial's last writes while Optuna's still
     answers: the trial fails as abandoned, does not count, and its slot is given back."""
-    engine = make_engine(pg_url)
+    engine = ready_engine(pg_url)
     name = create_study(fault_spec(fault_teacher, n_trials=1, search_space={"epochs": 0.2}), pg_url)
     worker = Worker(WorkerOptions(pg_url, str(tmp_path / "art")))
-    spec, study = worker._load(registry.get(engine, name))  # type: ignore[arg-type]
-    assert registry.claim(engine, name)
+    spec, study = worker._load(tables.get(engine, name))  # type: ignore[arg-type]
+    assert tables.claim(engine, name)
     with pg_database() as other:
         ctx = worker._context(spec)
-        objective = TrialObjective(spec, ctx, make_engine(other), worker.store)
+        objective = TrialObjective(spec, ctx, ready_engine(other), worker.store)
         with database_outage(other):
             worker._one_trial(study, objective, name, spec)
     (trial,) = study.get_trials()
@@ -96,5 +96,5 @@ def test_outage_mid_trial_gives_the_slot_back(
     assert trial.user_attrs["error"].startswith("the database was unreachable: ")
     assert "is not currently accepting connections" in trial.user_attrs["error"]
     assert not study_mod.counted(trial)
-    run = registry.get(engine, name)
+    run = tables.get(engine, name)
     assert run is not None and run.claimed == 0  # the budget still buys one real trial

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.leaderboard import recommended_trial
 from kdsearch.search.runner import run_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
+from ..search_helpers import ready_engine
 from ._support import fault_spec, trials_of
 
 pytestmark = pytest.mark.faults
@@ -69,7 +70,7 @@ def test_disk_full_while_a_checkpoint_is_written(fault_teacher: str, tmp_path: P
 
         spec = fault_spec(fault_teacher, n_trials=3, keep={"policy": "pareto", "onnx": False})
         name = run_study(spec, url, str(art), on_trial=on_trial)
-        engine = make_engine(url)
+        engine = ready_engine(url)
         trials = trials_of(make_storage(url, engine), name)
         assert [t.state for t in trials] == [
             TrialState.COMPLETE,
@@ -81,10 +82,10 @@ def test_disk_full_while_a_checkpoint_is_written(fault_teacher: str, tmp_path: P
             f"checkpoint.tar.gz was not stored: the artifact directory {art} is full "
             "(No space left on device): free some space"
         )
-        run = registry.get(engine, name)
+        run = tables.get(engine, name)
         assert run is not None and run.status == "completed" and run.claimed == 3
         # nothing half-written: every file on the disk is a listed, intact artifact
-        listed = registry.list_artifacts(engine, name)
+        listed = tables.list_artifacts(engine, name)
         assert {a["artifact_id"] for a in listed} == {p.name for p in art.iterdir()}
         ckpts = {a["trial_number"] for a in listed if a["kind"] == "checkpoint"}
         assert 1 not in ckpts and ckpts <= {0, 2}

@@ -9,10 +9,10 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from kdsearch.search import registry
-from kdsearch.search.storage import make_engine
+from kdsearch.search import tables
 
 from ..proc_helpers import run_cli
+from ..search_helpers import ready_engine
 from ._support import fault_spec
 
 pytestmark = pytest.mark.faults
@@ -39,7 +39,7 @@ def test_nan_teacher_fails_the_study_before_any_trial(fault_teacher: str, tmp_pa
         ln.split()[1].rstrip(":") for ln in ran.stdout.splitlines() if ln.startswith("study ")
     )
     expected = "the teacher produced NaN/inf logits on 320 train examples"
-    run = registry.get(make_engine(url), name)
+    run = tables.get(ready_engine(url), name)
     assert run is not None and run.status == "failed"
     assert run.error == f"preparing the study failed: {expected}: check the teacher weights"
     assert f"study {name}: failed (no trials)" in ran.stdout  # no budget burnt

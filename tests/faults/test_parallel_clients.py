@@ -17,11 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kdsearch.search import registry
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search import tables
+from kdsearch.search.storage import make_storage
 from kdsearch.service.keys import create_key
 
 from ..proc_helpers import free_port, serve_args, start_process, wait_until_ok
+from ..search_helpers import ready_engine
 from ._support import assert_no_crash, assert_none_running, fault_spec, serve_env, trials_of
 
 pytestmark = pytest.mark.faults
@@ -31,7 +32,7 @@ CLIENTS, OWNERS, QUOTA = 20, 4, 3
 def test_twenty_clients_post_and_poll_during_trials(
     fault_teacher: str, pg_url: str, tmp_path: Path
 ) -> None:
-    engine = make_engine(pg_url)
+    engine = ready_engine(pg_url)
     keys = [create_key(engine, f"team{i}") for i in range(OWNERS)]
     admin = create_key(engine, "ops", admin=True)
     port = free_port()
@@ -130,7 +131,7 @@ def test_twenty_clients_post_and_poll_during_trials(
     assert {sid for _, sid in created} == {item["id"] for item in listed["items"]}
     storage = make_storage(pg_url, engine)
     for _, sid in created:
-        run = registry.get(engine, sid)
+        run = tables.get(engine, sid)
         assert run is not None and run.status in ("completed", "cancelled"), (sid, run)
         assert_none_running(trials_of(storage, sid))
     assert_no_crash(server)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
 from ..proc_helpers import start_process, wait_for, worker_args
+from ..search_helpers import ready_engine
 from ._support import (
     assert_study_recovered,
     database_outage,
@@ -50,7 +51,7 @@ def test_worker_rides_out_database_outages(fault_teacher: str, pg_url: str, tmp_
             "the worker to reconnect",
             procs=[worker],
         )
-        engine = make_engine(pg_url)
+        engine = ready_engine(pg_url)
         storage = make_storage(pg_url, engine)
         name = create_study(fault_spec(fault_teacher, n_trials=3), pg_url)
 

@@ -17,9 +17,10 @@ from optuna.storages import GrpcStorageProxy
 from optuna.trial import TrialState
 
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import database_unavailable, first_line, make_engine, make_storage
+from kdsearch.search.storage import database_unavailable, first_line, make_storage
 
 from ..proc_helpers import free_port, start_process, wait_for, worker_args
+from ..search_helpers import ready_engine
 from ._support import (
     assert_study_recovered,
     fault_spec,
@@ -52,7 +53,7 @@ def test_worker_rides_out_a_proxy_restart(fault_teacher: str, pg_url: str, tmp_p
     worker = start_process(
         *worker_args(pg_url, art, "--storage", storage_url, *BEAT), log=tmp_path / "worker.log"
     )
-    engine = make_engine(pg_url)
+    engine = ready_engine(pg_url)
     storage = make_storage(pg_url, engine)
     try:
         wait_for(

@@ -18,12 +18,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from kdsearch.search import registry
+from kdsearch.search import tables
 from kdsearch.search.artifacts import ArtifactStoreError, make_artifact_store, store_failure, upload
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
 from ..proc_helpers import run_cli, start_process, wait_for, worker_args
+from ..search_helpers import ready_engine
 from ._support import (
     NO_DAC_OVERRIDE,
     assert_none_running,
@@ -42,7 +43,7 @@ pytestmark = [
 
 def test_unwritable_store_is_a_clear_trial_error(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'kd.db'}"
-    engine = make_engine(url)
+    engine = ready_engine(url)
     trial = optuna.create_study(storage=make_storage(url, engine)).ask()
     art = tmp_path / "art"
     store = make_artifact_store(str(art))
@@ -53,7 +54,7 @@ def test_unwritable_store_is_a_clear_trial_error(tmp_path: Path) -> None:
     pattern = rf"plot.png was not stored: cannot write .*{re.escape(str(art))}"
     with pytest.raises(ArtifactStoreError, match=pattern):
         upload(store, engine, trial, src, "plot", "plot.png")
-    assert registry.list_artifacts(engine, trial.study.study_name) == []  # nothing half-recorded
+    assert tables.list_artifacts(engine, trial.study.study_name) == []  # nothing half-recorded
     denied = PermissionError(errno.EACCES, "Permission denied", str(art / "abc"))
     assert str(store_failure(denied, "checkpoint.tar.gz")) == (
         f"checkpoint.tar.gz was not stored: the artifact directory {art} is not writable "
@@ -66,7 +67,7 @@ def test_read_only_artifact_dir_fails_trials_then_the_study(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'kd.db'}"
     art = tmp_path / "art"
-    engine = make_engine(url)
+    engine = ready_engine(url)
     storage = make_storage(url, engine)
     name = create_study(fault_spec(fault_teacher, n_trials=4, max_consecutive_failures=2), url)
     worker = start_process(
@@ -97,7 +98,7 @@ def test_read_only_artifact_dir_fails_trials_then_the_study(
         error = t.user_attrs["error"]
         assert "was not stored: the artifact" in error or "was not started: the artifact" in error
         assert f"{art} is not writable (Permission denied)" in t.user_attrs["error"]
-    run = registry.get(engine, name)
+    run = tables.get(engine, name)
     assert run is not None and run.status == "failed" and run.error is not None
     assert run.error.startswith("2 trials failed in a row; the last error: ")
     assert "is not writable (Permission denied)" in run.error

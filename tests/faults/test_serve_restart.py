@@ -18,10 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kdsearch.search import registry
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search import tables
+from kdsearch.search.storage import make_storage
 
 from ..proc_helpers import free_port, serve_args, start_process, wait_for, wait_until_ok
+from ..search_helpers import ready_engine
 from ._support import (
     assert_no_crash,
     assert_nothing_lost,
@@ -74,7 +75,7 @@ def test_service_restart_mid_trial_resumes_the_study(
             "a COMPLETE trial and a RUNNING one",
             procs=[server],
         )
-        engine = make_engine(pg_url)
+        engine = ready_engine(pg_url)
         storage = make_storage(pg_url, engine)
         before = snapshot(engine, storage, sid, art)
         digests = {n: _download(base, sid, n) for n in before}
@@ -94,7 +95,7 @@ def test_service_restart_mid_trial_resumes_the_study(
         assert server.wait(300) == 0, server.tail()
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/healthz")
-        mid = registry.get(engine, sid)
+        mid = tables.get(engine, sid)
         assert mid is not None and mid.status == "running"  # left for the next start
 
         restarted = start_process(

@@ -18,11 +18,12 @@ import httpx
 import pytest
 from optuna.trial import TrialState
 
-from kdsearch.search import jobs, registry
+from kdsearch.search import jobs, tables
 from kdsearch.search import study as study_mod
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
 from ..proc_helpers import Proc, free_port, serve_args, start_process, wait_for, wait_until_ok
+from ..search_helpers import ready_engine
 from ._support import (
     assert_no_crash,
     assert_none_running,
@@ -69,7 +70,7 @@ def test_sigkill_of_the_serve_tree_mid_study_then_restart(
     base = f"http://127.0.0.1:{port}"
     args = serve_args(pg_url, art, port, "--workers", "1", "--open")
     env = serve_env(fault_teacher)
-    engine = make_engine(pg_url)
+    engine = ready_engine(pg_url)
     storage = make_storage(pg_url, engine)
     servers: list[Proc] = []
 
@@ -136,7 +137,7 @@ def test_sigkill_of_the_serve_tree_mid_study_then_restart(
     assert not study_mod.counted(failed[0])
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number)
     assert retry.state == TrialState.COMPLETE and retry.params == failed[0].params
-    run = registry.get(engine, sid)
+    run = tables.get(engine, sid)
     assert run is not None and run.status == "completed" and run.claimed == 3
     # the end: every job done, the killed one on its second try; results stored and shown
     done = jobs.list_jobs(engine, sid)

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from kdsearch.search import registry
 from kdsearch.search import study as study_mod
+from kdsearch.search import tables
 from kdsearch.search.runner import create_study
-from kdsearch.search.storage import make_engine, make_storage
+from kdsearch.search.storage import make_storage
 
 from ..proc_helpers import start_process, wait_for, worker_args
+from ..search_helpers import ready_engine
 from ._support import (
     assert_no_crash,
     assert_none_running,
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.faults
 def test_killed_worker_costs_a_retry_not_the_budget(
     fault_teacher: str, pg_url: str, tmp_path: Path
 ) -> None:
-    engine = make_engine(pg_url)
+    engine = ready_engine(pg_url)
     storage = make_storage(pg_url, engine)
     name = create_study(fault_spec(fault_teacher, n_trials=4), pg_url)
     art = tmp_path / "art"
@@ -78,9 +79,9 @@ def test_killed_worker_costs_a_retry_not_the_budget(
     assert not study_mod.counted(failed)  # a dead worker's trial does not use budget
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == failed.number)
     assert retry.state == TrialState.COMPLETE and retry.params == failed.params
-    run = registry.get(engine, name)
+    run = tables.get(engine, name)
     assert run is not None and run.status == "completed" and run.claimed == 4
     assert_nothing_lost(engine, storage, name, art, before)
     # every COMPLETE trial kept a checkpoint (the keep policy here keeps them all)
-    kept = {a["trial_number"] for a in registry.list_artifacts(engine, name, kind="checkpoint")}
+    kept = {a["trial_number"] for a in tables.list_artifacts(engine, name, kind="checkpoint")}
     assert {t.number for t in trials if t.state == TrialState.COMPLETE} <= kept

@@ -133,13 +133,6 @@ def _row(r: Any) -> StudyRun:
     )
 
 
-def create_tables(engine: Engine) -> None:
-    """Apply kdsearch's Alembic migrations (``migrations/``); a no-op when up to date."""
-    from kdsearch import migrations
-
-    migrations.upgrade(engine)
-
-
 class QuotaExceeded(Exception):
     """The owner already has ``active`` queued or running studies, the most allowed."""
 
