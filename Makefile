@@ -38,8 +38,8 @@ data: $(STAMP)
 	$(BIN)/kdsearch data fetch
 
 lint: $(STAMP)
-	$(BIN)/ruff check kdsearch/*.py distill search service migrations tests bench
-	$(BIN)/ruff format --check kdsearch/*.py distill search service migrations tests bench
+	$(BIN)/ruff check kdsearch/*.py distill search service migrations tests bench docs
+	$(BIN)/ruff format --check kdsearch/*.py distill search service migrations tests bench docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

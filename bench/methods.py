@@ -58,7 +58,7 @@ from kdsearch.distill.context import prepare_context  # noqa: E402
 from kdsearch.distill.early_exit import EarlyExitModel, take_exits  # noqa: E402
 from kdsearch.distill.evaluate import all_exit_logits, measure_latency_ms  # noqa: E402
 from kdsearch.distill.held_out import score_on_test  # noqa: E402
-from kdsearch.distill.metrics import confidence_metrics  # noqa: E402
+from kdsearch.distill.metric_registry import confidence_metrics  # noqa: E402
 from kdsearch.distill.speed_sweep import SWEEP_SPEEDS  # noqa: E402
 from kdsearch.search.leaderboard import recommended_trial, trial_metrics  # noqa: E402
 from kdsearch.search.objective import build_run_config  # noqa: E402

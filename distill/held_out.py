@@ -15,7 +15,8 @@ from .config import RunConfig
 from .context import RunContext
 from .evaluate import exit_metrics, predict_outputs
 from .families import StudentModel
-from .metrics import TEST_PREFIX, confidence_metrics, softmax
+from .metric_registry import confidence_metrics
+from .metrics import TEST_PREFIX, softmax
 
 
 @dataclass(frozen=True)

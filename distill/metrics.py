@@ -8,12 +8,14 @@ Everything here is plain numpy, computed on held-out predictions:
 
 The paper's statistic (Vengertsev & Sherman, arXiv:2401.11365) is :func:`conf_sigma`: over the
 examples that BOTH models classify correctly, the population standard deviation of
-``p_teacher(r|x) - p_student(r|x)`` for a fixed reference class ``r`` (see DESIGN.md).
+``p_teacher(r|x) - p_student(r|x)`` for a fixed reference class ``r`` (docs/metrics.md works
+an example by hand).
 
 All scalar results are plain Python values (``float``/``int``/``bool``/``None``), never numpy
 scalars and never NaN, so they can go straight into JSON or an Optuna user attribute.
 Calibration (ECE, reliability bins) lives in :mod:`distill.calibration` and is re-exported
-here.
+here. Each metric's name, direction and description, and the function that computes all of
+them from logits (``confidence_metrics``), are in :mod:`distill.metric_registry`.
 """
 
 from __future__ import annotations
@@ -36,15 +38,12 @@ from ._validate import (
 from .calibration import (
     EceMode,
     ReliabilityBins,
-    _check_bins,
     ece,
     ece_gap,
     reliability_bins,
 )
 
 __all__ = [
-    "DISPLAY_KEYS",
-    "METRIC_KEYS",
     "TEST_PREFIX",
     "EceMode",
     "ReliabilityBins",
@@ -55,7 +54,6 @@ __all__ = [
     "conf_mae",
     "conf_sigma",
     "conf_spearman",
-    "confidence_metrics",
     "ece",
     "ece_gap",
     "f1_macro",
@@ -239,73 +237,3 @@ def conf_spearman(teacher_probs: npt.ArrayLike, student_probs: npt.ArrayLike) ->
     if denom == 0.0:
         return None
     return float(min(1.0, max(-1.0, float(np.sum(dt * ds)) / denom)))
-
-
-# --------------------------------------------------------------------------- all at once
-
-METRIC_KEYS: tuple[str, ...] = (
-    "accuracy",
-    "f1_macro",
-    "teacher_accuracy",
-    "agreement",
-    "conf_sigma",
-    "conf_sigma_defined",
-    "n_both_correct",
-    "conf_mae",
-    "conf_bias",
-    "kl_teacher_student",
-    "ece_teacher",
-    "ece_student",
-    "ece_gap",
-    "conf_spearman",
-)
-
-# What a person is shown (CLI summary, the report), in this order: the metrics above but the
-# flag, then the engine's own (student size and latency).
-DISPLAY_KEYS: tuple[str, ...] = (
-    *(k for k in METRIC_KEYS if k != "conf_sigma_defined"),
-    "params",
-    "latency_ms",
-    "speedup_vs_teacher",
-    "mean_exit_layer",  # early-exit students only
-)
-
-
-def confidence_metrics(
-    teacher_logits: npt.ArrayLike,
-    student_logits: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    *,
-    reference_class: int = 0,
-    ece_bins: int = 10,
-    ece_mode: EceMode = "top_label",
-) -> dict[str, float | int | bool | None]:
-    """Every metric of the table in DESIGN.md (but params/latency) from held-out logits.
-
-    Keys are :data:`METRIC_KEYS`; values are plain Python scalars or ``None`` (JSON-safe).
-    """
-    tl = _as_matrix(teacher_logits, "teacher_logits")
-    sl = _as_matrix(student_logits, "student_logits")
-    _check_pair(tl, sl, "teacher_logits", "student_logits")
-    _check_bins(ece_bins, ece_mode)
-    y = _as_labels(labels, tl.shape[0], tl.shape[1])
-    t = softmax(tl)
-    s = softmax(sl)
-    sigma = conf_sigma(t, s, y, reference_class=reference_class)
-    e_t, e_s, gap = ece_gap(t, s, y, n_bins=ece_bins, mode=ece_mode)
-    return {
-        "accuracy": accuracy(y, s),
-        "f1_macro": f1_macro(y, s),
-        "teacher_accuracy": accuracy(y, t),
-        "agreement": agreement(t, s),
-        "conf_sigma": sigma.value,
-        "conf_sigma_defined": sigma.defined,
-        "n_both_correct": sigma.n_both_correct,
-        "conf_mae": conf_mae(t, s),
-        "conf_bias": conf_bias(t, s, y),
-        "kl_teacher_student": kl_teacher_student(tl, sl),
-        "ece_teacher": e_t,
-        "ece_student": e_s,
-        "ece_gap": gap,
-        "conf_spearman": conf_spearman(t, s),
-    }

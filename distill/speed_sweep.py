@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .early_exit import EarlyExitModel, take_exits
 from .evaluate import all_exit_logits, measure_latency_ms
-from .metrics import confidence_metrics
+from .metric_registry import confidence_metrics
 
 if TYPE_CHECKING:
     from .config import RunConfig

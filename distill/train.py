@@ -24,7 +24,7 @@ from .errors import TrainingError
 from .evaluate import exit_metrics, predict_outputs
 from .families.base import StudentModel
 from .methods import DistillationMethod, Stage, StepInputs, get_method
-from .metrics import confidence_metrics
+from .metric_registry import confidence_metrics
 from .optim import make_optimizer
 
 

@@ -17,7 +17,7 @@ from kdsearch.distill.config import RunConfig
 from kdsearch.distill.configfile import load_model, parse_model
 from kdsearch.distill.errors import ConfigError
 from kdsearch.distill.run import DistillResult, run_distillation, write_outputs
-from kdsearch.search.spec import OBJECTIVE_METRICS, StudySpec
+from kdsearch.search.spec import StudySpec
 
 Result = DistillResult
 
@@ -173,11 +173,10 @@ class Study:
         """One row per trial: ``number``, ``state``, ``params``, ``metrics``, ``pareto``,
         ``feasible``, and ``test`` / ``confirmed`` once the study has ended. ``sort``: a
         metric name (best first by the metric's direction unless ``descending`` is given)."""
-        from kdsearch.search.leaderboard import leaderboard
+        from kdsearch.search.leaderboard import best_first, leaderboard
 
         if descending is None:
-            metric = (sort or "").removeprefix("test:")
-            descending = OBJECTIVE_METRICS.get(metric, "maximize") == "maximize"
+            descending = best_first(sort)
         return leaderboard(
             self._optuna(), sort=sort, descending=descending, final=self._run().results
         )

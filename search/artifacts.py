@@ -27,8 +27,8 @@ from sqlalchemy.engine import Engine
 from kdsearch.distill.errors import KDSearchError
 
 from . import jobs, tables
+from .dominance import dominates
 from .leaderboard import is_feasible, pareto_front, recommendation_key, recommended_trial
-from .pruning import dominates
 from .spec import KeepPolicy
 
 CHECKPOINT = "checkpoint.tar.gz"

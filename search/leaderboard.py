@@ -35,13 +35,15 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from kdsearch.distill.metric_registry import objective_metrics
 from kdsearch.distill.metrics import TEST_PREFIX
 
-from .pruning import _loss
+from .dominance import front_indices
 
 __all__ = [
     "METRIC_PREFIX",
     "all_rows",
+    "best_first",
     "is_feasible",
     "leaderboard",
     "pareto_front",
@@ -55,6 +57,14 @@ __all__ = [
 METRIC_PREFIX = "metric:"
 SPEED_SWEEP_ATTR = "speed_sweep"  # an early-exit trial's trade-off rows (user attribute)
 _BUILTIN_SORT_KEYS = ("number", "duration_s")
+
+
+def best_first(sort: str | None) -> bool:
+    """The order that puts the best rows first for sort key ``sort`` (``test:<metric>`` too):
+    descending for a metric to maximise, ascending for one to minimise; descending for
+    anything else (``number``, ``duration_s``, no sort)."""
+    metric = (sort or "").removeprefix(TEST_PREFIX)
+    return objective_metrics().get(metric, "maximize") == "maximize"
 
 
 def is_feasible(trial: FrozenTrial) -> bool:
@@ -78,27 +88,13 @@ def pareto_front(
         and t.values is not None
         and (not constrained or is_feasible(t))
     ]
-    losses: list[tuple[float, ...]] = []
     for t in pool:
         if len(t.values) != len(directions):
             raise ValueError(
                 f"trial {t.number} has {len(t.values)} values but there are "
                 f"{len(directions)} objectives"
             )
-        losses.append(tuple(_loss(v, d) for v, d in zip(t.values, directions, strict=True)))
-    # In lexicographic loss order a trial can only be dominated by an earlier one, and (by
-    # transitivity) then by an earlier front member: check against the front found so far.
-    order = sorted(range(len(pool)), key=lambda i: losses[i])
-    front: list[int] = []
-    for i in order:
-        if not any(_loss_dominates(losses[j], losses[i]) for j in front):
-            front.append(i)
-    on_front = set(front)
-    return [t for i, t in enumerate(pool) if i in on_front]
-
-
-def _loss_dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+    return [pool[i] for i in front_indices([t.values for t in pool], directions)]
 
 
 def trial_metrics(trial: FrozenTrial) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from kdsearch.distill.config import RunConfig
 from kdsearch.distill.context import RunContext
 from kdsearch.distill.errors import KDSearchError
+from kdsearch.distill.metric_registry import worst_value
 from kdsearch.distill.run import TRIAL_PLOTS, run_distillation, write_outputs
 from kdsearch.distill.train import EvalEvent
 
@@ -24,24 +25,6 @@ from .pruning import IntermediateReporter
 from .space import apply_params, sample_params
 from .spec import StudySpec
 from .storage import database_unavailable, first_line
-
-# A metric that is undefined for a trial (e.g. conf_sigma with < 2 both-correct examples)
-# scores as its worst possible value, so the sampler steers away from it.
-WORST: dict[str, float] = {
-    "conf_sigma": 1.0,
-    "conf_bias": 1.0,
-    "conf_mae": 1.0,
-    "conf_spearman": -1.0,
-    "kl_teacher_student": 1e6,
-    "ece_student": 1.0,
-    "ece_gap": 1.0,
-    "accuracy": 0.0,
-    "f1_macro": 0.0,
-    "agreement": 0.0,
-    "params": 1e12,
-    "latency_ms": 1e9,
-    "speedup_vs_teacher": 0.0,
-}
 
 
 def build_run_config(spec: StudySpec, params: dict[str, Any]) -> RunConfig:
@@ -72,7 +55,9 @@ def objective_values(spec: StudySpec, metrics: dict[str, Any]) -> list[float]:
     out = []
     for metric in spec.metric_names:
         value = metrics.get(metric)
-        out.append(float(value) if value is not None else WORST[metric])
+        # undefined (e.g. conf_sigma with < 2 both-correct examples): the metric's worst
+        # value, so the sampler steers away from it
+        out.append(float(value) if value is not None else worst_value(metric))
     return out
 
 

@@ -26,18 +26,16 @@ vector, asks the study's rule (or Optuna's pruner for a single objective) and ra
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from .dominance import dominates, pareto_ranks
 from .intermediates import (
-    as_float,
     budget_steps,
     check_step,
     intermediate_vectors,
@@ -48,86 +46,15 @@ from .intermediates import (
 )
 
 __all__ = [
-    "PROGRESS_RULES",
-    "SINGLE_OBJECTIVE_PRUNERS",
     "DominancePruner",
     "IntermediateReporter",
     "ParetoRankPruner",
     "ProgressPruner",
-    "dominates",
     "estimate_saved_fraction",
-    "make_progress_pruner",
-    "make_single_objective_pruner",
-    "pareto_ranks",
 ]
 
-SINGLE_OBJECTIVE_PRUNERS = ("median", "hyperband", "successive_halving", "none")
-PROGRESS_RULES = ("dominance", "pareto_rank")
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-# --------------------------------------------------------------------------- dominance
-
-
-def _loss(value: float, direction: StudyDirection) -> float:
-    """Map a value so that lower is better; NaN (a missing value) is the worst."""
-    v = as_float(value)
-    if math.isnan(v):
-        return math.inf
-    return -v if direction == StudyDirection.MAXIMIZE else v
-
-
-def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[StudyDirection]) -> bool:
-    """True when ``a`` Pareto-dominates ``b``: no worse in every objective, better in one.
-
-    Equal vectors do not dominate each other. NaN counts as the worst possible value.
-
-    >>> from optuna.study import StudyDirection as D
-    >>> dominates([0.9, 0.1], [0.8, 0.1], [D.MAXIMIZE, D.MINIMIZE])
-    True
-    >>> dominates([0.9, 0.1], [0.9, 0.1], [D.MAXIMIZE, D.MINIMIZE])
-    False
-    """
-    if not (len(a) == len(b) == len(directions)):
-        raise ValueError(
-            f"vectors and directions must have the same length, got {len(a)}, {len(b)} "
-            f"and {len(directions)}"
-        )
-    la = [_loss(v, d) for v, d in zip(a, directions, strict=True)]
-    lb = [_loss(v, d) for v, d in zip(b, directions, strict=True)]
-    no_worse = all(x <= y for x, y in zip(la, lb, strict=True))
-    better = any(x < y for x, y in zip(la, lb, strict=True))
-    return no_worse and better
-
-
-def pareto_ranks(
-    vectors: Sequence[Sequence[float]], directions: Sequence[StudyDirection]
-) -> list[int]:
-    """Each vector's non-dominated front, 0 for the Pareto front, 1 for the next, ...
-
-    >>> from optuna.study import StudyDirection as D
-    >>> pareto_ranks([[0.9, 0.2], [0.8, 0.1], [0.7, 0.3], [0.6, 0.4]], [D.MAXIMIZE, D.MINIMIZE])
-    [0, 0, 1, 2]
-    """
-    if not len(vectors):
-        return []
-    loss = np.array(
-        [[_loss(v, d) for v, d in zip(vec, directions, strict=True)] for vec in vectors], float
-    )
-    # dominated_by[i, j]: j dominates i (no worse anywhere, better somewhere)
-    le = np.all(loss[None, :, :] <= loss[:, None, :], axis=2)
-    lt = np.any(loss[None, :, :] < loss[:, None, :], axis=2)
-    dominated_by = le & lt
-    ranks = np.full(len(vectors), -1)
-    remaining = np.ones(len(vectors), bool)
-    front = 0
-    while remaining.any():
-        current = remaining & ~np.any(dominated_by[:, remaining], axis=1)
-        ranks[current] = front
-        remaining &= ~current
-        front += 1
-    return [int(r) for r in ranks]
 
 
 # --------------------------------------------------------------------------- progress rules
@@ -308,32 +235,6 @@ class ParetoRankPruner(ProgressPruner):
         return better >= self.percentile / 100.0 * len(peers)
 
 
-def make_progress_pruner(pruner: Any, n_objectives: int) -> ProgressPruner | None:
-    """The spec's progress rule (``pruner`` is a :class:`search.spec.PrunerSpec`), or None
-    when the study uses one of Optuna's pruners or none.
-
-    ``dominance`` and ``pareto_rank`` are used as named. A multi-objective study that names
-    ``auto`` gets ``pareto_rank``; one that names ``median`` (what specs said before the
-    rules had names) gets ``dominance``, the rule it had then.
-    """
-    name = pruner.name
-    if name == "none":
-        return None
-    if name == "auto" and n_objectives > 1:
-        name = "pareto_rank"
-    if name == "median" and n_objectives > 1:
-        name = "dominance"
-    if name == "dominance":
-        return DominancePruner(
-            pruner.min_trials, pruner.min_dominating, pruner.warmup_steps, pruner.warmup_progress
-        )
-    if name == "pareto_rank":
-        return ParetoRankPruner(
-            pruner.min_trials, pruner.percentile, pruner.warmup_steps, pruner.warmup_progress
-        )
-    return None
-
-
 # --------------------------------------------------------------------------- the reporter
 
 
@@ -351,6 +252,8 @@ class IntermediateReporter:
     @classmethod
     def from_spec(cls, spec: Any) -> IntermediateReporter:
         """For a :class:`search.spec.StudySpec`."""
+        from .pruners import make_progress_pruner  # the registry imports this module
+
         n = len(spec.objectives)
         return cls(make_progress_pruner(spec.pruner, n), n)
 
@@ -376,28 +279,6 @@ class IntermediateReporter:
                 f"{self.rule.name}: pruned at {step / total_steps:.0%} of its budget "
                 f"(step {step} of {total_steps})"
             )
-
-
-# --------------------------------------------------------------------------- single objective
-
-
-def make_single_objective_pruner(name: str, seed: int | None = None) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for a single-objective study, by spec name.
-
-    ``seed`` is accepted for symmetry with the samplers; Optuna 5's pruners take none (the
-    Hyperband bracket of a trial is a hash of the study name and trial number).
-    """
-    del seed
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    if key == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
-    if key == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if key == "none":
-        return optuna.pruners.NopPruner()
-    raise ValueError(f"unknown pruner {name!r}: use one of {', '.join(SINGLE_OBJECTIVE_PRUNERS)}")
 
 
 # --------------------------------------------------------------------------- savings

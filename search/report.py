@@ -23,6 +23,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy.engine import Engine
 
+from kdsearch.distill.metric_registry import objective_metrics
+
 from . import tables
 from .leaderboard import (
     SPEED_SWEEP_ATTR,
@@ -55,10 +57,7 @@ __all__ = [
 PLOT_NAMES = ("reliability", "confidence_scatter")
 SWEEP_PLOT = "speed_sweep"  # early-exit trials only
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-IMPORTANCE_METRICS: dict[str, Literal["maximize", "minimize"]] = {
-    "accuracy": "maximize",
-    "conf_sigma": "minimize",
-}
+IMPORTANCE_METRICS = ("accuracy", "conf_sigma")  # directions: distill.metric_registry
 MIN_IMPORTANCE_TRIALS = 3
 ROUGH_IMPORTANCE_TRIALS = 10
 
@@ -347,7 +346,9 @@ def build_report(
         teacher_accuracy=teacher,
         plots=plots,
         plot_notes=plot_notes,
-        importances=[param_importances(trials, m, d) for m, d in IMPORTANCE_METRICS.items()],
+        importances=[
+            param_importances(trials, m, objective_metrics()[m]) for m in IMPORTANCE_METRICS
+        ],
         verdict=judge(trials, best, kappa, teacher, held_out(best.number, final) if best else None),
         generated_at=(now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M:%S UTC"),
         speed_sweep=speed_sweep(trials, rows, best, engine, store, study.study_name),

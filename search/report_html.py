@@ -11,7 +11,7 @@ import html
 import math
 from typing import Any
 
-from kdsearch.distill.metrics import DISPLAY_KEYS
+from kdsearch.distill.metric_registry import display_names
 
 from .report import Importance, Report
 from .report_plots import pareto_png
@@ -184,7 +184,7 @@ def _recommended(r: Report) -> str:
         return out
 
     rows = "<tr>" + "".join(f"<th>{e(h)}</th>" for h in heads) + "</tr>"
-    rows += "".join(f"<tr><th>{e(m)}</th>{cells(m)}</tr>" for m in DISPLAY_KEYS if m in metrics)
+    rows += "".join(f"<tr><th>{e(m)}</th>{cells(m)}</tr>" for m in display_names() if m in metrics)
     intervals = confirmed.get("ci") or rec.get("intervals") or {}
     ci_note = "".join(
         f'<p class="ci">{e(m)} 95% CI over the test rows: {fmt(v["low"])} – {fmt(v["high"])}'

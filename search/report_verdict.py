@@ -1,6 +1,6 @@
 """The report's plain words: is confidence preserved, at what accuracy cost, how many fit.
 
-Confidence is preserved (DESIGN.md) when the paper's sigma (``conf_sigma``) is <= kappa.
+Confidence is preserved (docs/metrics.md) when the paper's sigma (``conf_sigma``) is <= kappa.
 The verdict is about the recommended trial of :mod:`search.leaderboard` (THE RULE, or the
 study's final choice). Once the study has scored it on the held-out test split, the verdict
 judges the test numbers (the confirmed test mean when it was re-run with fresh seeds), not

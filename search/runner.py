@@ -9,6 +9,8 @@ from types import FrameType
 
 from optuna.trial import FrozenTrial
 
+from kdsearch.distill.plugins import load_plugins
+
 from . import study as study_mod
 from .spec import StudySpec
 from .storage import make_engine, make_storage, prepare_schema
@@ -29,7 +31,8 @@ def install_signal_handlers(worker: Worker) -> None:
 
 
 def worker_main(options: WorkerOptions) -> int:
-    """Entry point of a worker process."""
+    """Entry point of a worker process (a fresh interpreter: it imports the plug-ins too)."""
+    load_plugins()
     worker = Worker(options)
     install_signal_handlers(worker)
     return worker.run()

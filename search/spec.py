@@ -8,7 +8,7 @@ accuracy up and conf_sigma down; TPE; 20 trials).
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,29 +20,20 @@ from kdsearch.distill.config import (
     StudentConfig,
     TeacherConfig,
 )
+from kdsearch.distill.metric_registry import objective_metrics
 
+from .pruners import pruner_names, resolve_pruner
+from .samplers import sampler_names
 from .space import PARAMS, ParamSpec, check_param_values, parse_param
 
-# Metrics a study may optimise or constrain (DESIGN.md names).
-OBJECTIVE_METRICS: dict[str, Literal["maximize", "minimize"]] = {
-    "accuracy": "maximize",
-    "f1_macro": "maximize",
-    "agreement": "maximize",
-    "conf_sigma": "minimize",
-    "conf_mae": "minimize",
-    "conf_bias": "minimize",
-    "kl_teacher_student": "minimize",
-    "ece_student": "minimize",
-    "ece_gap": "minimize",
-    "conf_spearman": "maximize",
-    "params": "minimize",
-    "latency_ms": "minimize",
-    "speedup_vs_teacher": "maximize",
-}
-SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
-PRUNERS = ("auto", "dominance", "pareto_rank", "median", "hyperband", "successive_halving", "none")
-# Optuna's pruners read one intermediate value: they cannot serve a multi-objective study.
-SINGLE_OBJECTIVE_ONLY = ("hyperband", "successive_halving")
+# The names the registries hold (search.samplers, search.pruners), as the types pydantic
+# checks and the OpenAPI schema lists.
+if TYPE_CHECKING:
+    SamplerName = str
+    PrunerName = str
+else:
+    SamplerName = Literal[sampler_names()]
+    PrunerName = Literal[pruner_names()]
 
 
 class _Strict(BaseModel):
@@ -50,8 +41,10 @@ class _Strict(BaseModel):
 
 
 def _check_metric(v: str) -> str:
-    if v not in OBJECTIVE_METRICS:
-        raise ValueError(f"unknown metric {v!r}: use one of {', '.join(OBJECTIVE_METRICS)}")
+    """A metric a study may optimise or constrain (``distill.metric_registry``)."""
+    known = objective_metrics()
+    if v not in known:
+        raise ValueError(f"unknown metric {v!r}: use one of {', '.join(known)}")
     return v
 
 
@@ -64,7 +57,7 @@ class Objective(_Strict):
     @model_validator(mode="after")
     def _default_direction(self) -> Objective:
         if self.direction is None:
-            self.direction = OBJECTIVE_METRICS[self.metric]
+            self.direction = objective_metrics()[self.metric]
         return self
 
 
@@ -111,9 +104,7 @@ class PrunerSpec(_Strict):
     ``dominance`` lost 5 %). ``none``: no pruning.
     """
 
-    name: Literal[
-        "auto", "dominance", "pareto_rank", "median", "hyperband", "successive_halving", "none"
-    ] = "auto"
+    name: PrunerName = "auto"
     min_trials: int = Field(default=4, ge=1)
     min_dominating: int = Field(default=2, ge=1)
     percentile: float = Field(default=75.0, gt=0, le=100)
@@ -186,7 +177,7 @@ class StudySpec(_Strict):
     constraints: list[Constraint] = Field(default_factory=list, max_length=8)
     n_trials: int = Field(default=20, ge=1, le=10_000)
     timeout_s: float | None = Field(default=None, gt=0)
-    sampler: Literal["tpe", "nsga2", "random", "gp", "grid"] = "tpe"
+    sampler: SamplerName = "tpe"
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     seed: int = 0
     keep: KeepPolicy = Field(default_factory=KeepPolicy)
@@ -212,7 +203,7 @@ class StudySpec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("objectives: each metric may appear only once")
         check_known_limits(self)
-        if len(self.objectives) > 1 and self.pruner.name in SINGLE_OBJECTIVE_ONLY:
+        if not resolve_pruner(self.pruner.name, len(self.objectives)).any_objectives:
             raise ValueError(
                 f"pruner.name {self.pruner.name!r} prunes on one objective and this study has "
                 f"{len(self.objectives)}: use 'dominance' or 'pareto_rank' (or 'none')"

@@ -1,4 +1,5 @@
-"""Spec -> Optuna study: samplers and pruners by name, study creation, status."""
+"""Spec -> Optuna study: creation and status (samplers and pruners: ``search.samplers``,
+``search.pruners``)."""
 
 from __future__ import annotations
 
@@ -12,55 +13,9 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine
 
 from . import tables
-from .pruning import make_progress_pruner, make_single_objective_pruner
-from .space import is_conditional
 from .spec import StudySpec
 
 SPEC_ATTR = "kdsearch:spec"
-
-
-def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """Each worker seeds its sampler differently, or two workers would propose twins."""
-    seed = spec.seed + 1000 * worker_index
-    name = spec.sampler
-    if name == "tpe":
-        # a conditional space (several student families) is sampled per group of
-        # parameters that occur together, so each family's parameters are modelled apart
-        grouped = is_conditional(spec.parsed_space())
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            constant_liar=True,
-            n_startup_trials=tpe_startup_trials(spec.n_trials),
-            multivariate=grouped,
-            group=grouped,
-        )
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    grid = {n: p.grid_values() for n, p in spec.parsed_space().items() if not p.is_fixed}
-    return optuna.samplers.GridSampler(grid, seed=seed)
-
-
-def tpe_startup_trials(n_trials: int) -> int:
-    """Random trials before TPE models the space: a fifth of the budget, between 2 and 5.
-
-    Measured on the tabular KD benchmark (``bench/kdtable/sweep.py``, bench/RESULTS.md): 4 or 5
-    start-up trials beat 10 and 20 at 20, 50 and 100-trial budgets; 2 or 3 model too soon."""
-    return max(2, min(5, n_trials // 5))
-
-
-def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for a single-objective study that names one; otherwise the objective
-    applies kdsearch's progress rule itself (:class:`search.pruning.IntermediateReporter`)."""
-    if make_progress_pruner(spec.pruner, len(spec.objectives)) is not None:
-        return optuna.pruners.NopPruner()
-    if len(spec.objectives) > 1:
-        return optuna.pruners.NopPruner()
-    name = "median" if spec.pruner.name == "auto" else spec.pruner.name
-    return make_single_objective_pruner(name, spec.seed)
 
 
 def create(

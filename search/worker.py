@@ -30,6 +30,8 @@ from .artifacts import apply_keep_policy, make_artifact_store
 from .objective import StopRequested, TrialObjective, build_run_config
 from .preflight import check_study_against_context
 from .proxy import TrialBeat, connect_proxy
+from .pruners import make_pruner
+from .samplers import make_sampler
 from .spec import StudySpec
 from .storage import (
     GRACE_PERIOD_S,
@@ -200,8 +202,8 @@ class Worker:
         study = optuna.load_study(
             study_name=run.study_name,
             storage=self.storage,
-            sampler=study_mod.make_sampler(spec, self.options.worker_index),
-            pruner=study_mod.make_pruner(spec),
+            sampler=make_sampler(spec, self.options.worker_index),
+            pruner=make_pruner(spec),
         )
         return spec, study
 

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from optuna.exceptions import StorageInternalError
 from sqlalchemy import exc as sa_exc
 
+from kdsearch.distill.plugins import load_plugins
 from kdsearch.search.artifacts import make_artifact_store
 from kdsearch.search.read_cache import StudyReader
 from kdsearch.search.storage import (
@@ -72,6 +73,7 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    load_plugins()  # the spec validation must know the plug-ins' metrics and families
     size, overflow = settings.db_pool_size, settings.db_max_overflow
     engine = make_engine(settings.database_url, size, overflow)
     prepare_schema(engine)  # the service owns its database: it brings the schema up to date

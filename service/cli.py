@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kdsearch.distill.errors import KDSearchError
+from kdsearch.distill.plugins import load_plugins
 
 from . import (
     cli_db,
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.texts = [*args.texts, *extra]
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        load_plugins()  # $KDSEARCH_PLUGINS: metrics, losses, families, methods of the user's
         return handler(args)
     except KDSearchError as exc:
         print(f"kdsearch: error: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ from typing import Any
 
 from kdsearch.distill.config import RunConfig
 from kdsearch.distill.configfile import load_model
-from kdsearch.distill.metrics import DISPLAY_KEYS
+from kdsearch.distill.metric_registry import display_names, format_value
 
 
 def register(sub: Any) -> None:
@@ -74,11 +74,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
     info = result.student_info
     shape = f"{info['num_layers']} layers" if info.get("num_layers") else info["family"]
     print(f"student: {info['family']}, {shape}, {result.metrics['params']:,} params")
-    for name in DISPLAY_KEYS:
+    for name in display_names():
         if name not in result.metrics:
             continue  # e.g. mean_exit_layer: early-exit students only
         value = result.metrics.get(name)
-        text = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else value)
+        text = "n/a" if value is None else format_value(name, value)
         print(f"  {name:<20} {text}")
     if not result.metrics.get("conf_sigma_defined", True):
         print("  (conf_sigma undefined: fewer than 2 examples both models classify correctly)")

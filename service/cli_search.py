@@ -112,7 +112,7 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
     from kdsearch.distill.errors import ConfigError
     from kdsearch.search import jobs, tables
     from kdsearch.search import study as study_mod
-    from kdsearch.search.leaderboard import leaderboard, recommended_trial
+    from kdsearch.search.leaderboard import best_first, leaderboard, recommended_trial
     from kdsearch.search.storage import make_engine, make_storage, prepare_schema
 
     engine = make_engine(url)
@@ -135,9 +135,7 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
             + (f", {ending['failed']} failed" if ending["failed"] else "")
         )
     try:
-        rows = leaderboard(
-            study, sort=sort, descending=not (sort or "").endswith("conf_sigma"), final=final
-        )
+        rows = leaderboard(study, sort=sort, descending=best_first(sort), final=final)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     columns = [*_COLUMNS, *(f"test:{c}" for c in _TEST_COLUMNS)]

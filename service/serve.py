@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from kdsearch.distill.errors import ConfigError
+from kdsearch.distill.plugins import load_plugins
 from kdsearch.search.runner import install_signal_handlers
 from kdsearch.search.worker import Worker, WorkerOptions, default_threads
 
@@ -76,6 +77,7 @@ def embedded_worker(options: WorkerOptions) -> int:
     server's SIGTERM should stop it (once: finish the trial), so SIGINT is ignored here.
     Its log lines (trials started and finished, outages) go to the server's stderr."""
     configure_logging()
+    load_plugins()  # a fresh interpreter: the plug-ins register again here
     worker = Worker(options)
     install_signal_handlers(worker)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

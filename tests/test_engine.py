@@ -11,14 +11,15 @@ import torch
 
 from kdsearch.distill.context import prepare_context
 from kdsearch.distill.errors import ConfigError, ModelError
-from kdsearch.distill.metrics import METRIC_KEYS, accuracy, softmax
+from kdsearch.distill.metric_registry import computed_names
+from kdsearch.distill.metrics import accuracy, softmax
 from kdsearch.distill.run import run_distillation
 from kdsearch.distill.teacher import prepare_teacher
 from kdsearch.distill.train import EvalEvent, plan_stages
 
 from .conftest import tiny_config
 
-ALL_METRICS = {*METRIC_KEYS, "params", "latency_ms", "speedup_vs_teacher"}
+ALL_METRICS = {*computed_names(), "params", "latency_ms", "speedup_vs_teacher"}
 
 
 def test_one_stage_run_reports_every_metric(tiny_ctx) -> None:  # type: ignore[no-untyped-def]
@@ -32,7 +33,7 @@ def test_one_stage_run_reports_every_metric(tiny_ctx) -> None:  # type: ignore[n
     assert [e.epoch for e in events] == [1.0, 2.0]
     assert [e.step for e in events] == [10, 20]  # 320 examples / 32 per batch
     assert [e.final for e in events] == [False, True]
-    assert events[-1].metrics == {k: v for k, v in m.items() if k in METRIC_KEYS}
+    assert events[-1].metrics == {k: v for k, v in m.items() if k in computed_names()}
     # the metrics agree with the logits they were computed from
     labels = tiny_ctx.eval.labels.numpy()
     assert m["accuracy"] == pytest.approx(accuracy(labels, softmax(result.eval_student_logits)))

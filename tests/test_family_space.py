@@ -6,8 +6,8 @@ import optuna
 import pytest
 
 from kdsearch.search.objective import build_run_config
+from kdsearch.search.samplers import make_sampler
 from kdsearch.search.space import PARAMS, sample_params
-from kdsearch.search.study import make_sampler
 
 from .search_helpers import ready_engine, tiny_spec
 

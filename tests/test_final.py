@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from kdsearch.distill.metrics import METRIC_KEYS, conf_sigma
+from kdsearch.distill.metric_registry import computed_names
+from kdsearch.distill.metrics import conf_sigma
 from kdsearch.search import jobs, tables
 from kdsearch.search.bootstrap import bootstrap_metrics
 from kdsearch.search.final import RESULTS_ATTR, _confirmed_key
@@ -188,7 +189,7 @@ def test_study_end_scores_winners_on_test_and_confirms_with_fresh_seeds(  # type
     assert sorted(int(n) for n in final["test"]) == sorted({original.number, *front})
     assert final["n_test_rows"] == len(tiny_ctx.splits.test) > 100
     for metrics in final["test"].values():
-        assert set(metrics) == set(METRIC_KEYS)
+        assert set(metrics) == set(computed_names())
         assert 0.0 <= metrics["accuracy"] <= 1.0
     # confirmation: the recommended trial and one other front trial, seeds 5 and 6
     all_jobs = jobs.list_jobs(engine, name)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+from kdsearch.search.dominance import dominates, front_indices, pareto_ranks
 from kdsearch.search.intermediates import (
     BUDGET_ATTR,
     INTERMEDIATE_ATTR,
@@ -20,18 +22,15 @@ from kdsearch.search.intermediates import (
     record_intermediate,
     vector_at,
 )
+from kdsearch.search.pruners import make_progress_pruner, make_pruner, make_single_objective_pruner
 from kdsearch.search.pruning import (
     DominancePruner,
     IntermediateReporter,
     ParetoRankPruner,
-    dominates,
     estimate_saved_fraction,
-    make_progress_pruner,
-    make_single_objective_pruner,
-    pareto_ranks,
 )
+from kdsearch.search.samplers import make_sampler, tpe_startup_trials
 from kdsearch.search.spec import PrunerSpec, StudySpec
-from kdsearch.search.study import make_pruner, make_sampler, tpe_startup_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -86,8 +85,44 @@ def test_dominates(
 
 
 def test_dominates_length_mismatch() -> None:
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(ValueError, match="cannot be compared"):
         dominates([1.0, 2.0], [1.0], ACC_SIGMA)
+    with pytest.raises(ValueError, match="cannot be compared on 2 objectives"):
+        dominates([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], ACC_SIGMA)
+
+
+def test_front_is_rank_zero_and_exactly_the_undominated() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        # coarse values: ties and duplicates happen; now and then a missing value
+        vecs: list[list[float | None]] = [
+            [float(x) for x in rng.integers(0, 5, 2)] for _ in range(int(rng.integers(1, 25)))
+        ]
+        if rng.random() < 0.5:
+            vecs[int(rng.integers(len(vecs)))][1] = None
+        front = front_indices(vecs, ACC_SIGMA)
+        assert front == [i for i, r in enumerate(pareto_ranks(vecs, ACC_SIGMA)) if r == 0]
+        for i, v in enumerate(vecs):
+            beaten = any(dominates(w, v, ACC_SIGMA) for w in vecs)
+            assert (i in front) is not beaten
+
+
+def test_dominance_is_written_once() -> None:
+    """The leaderboard, the pruning rules and the keep policy all use search/dominance.py."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    defined = []
+    for folder in ("distill", "search", "service"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef) and "dominat" in node.name:
+                    defined.append(f"{path.relative_to(root)}:{node.name}")
+    assert sorted(defined) == [
+        "search/dominance.py:_dominates_loss",
+        "search/dominance.py:dominates",
+    ]
 
 
 # --------------------------------------------------------------------------- intermediates
@@ -314,32 +349,33 @@ def test_estimate_saved_fraction_hand_cases() -> None:
     ],
 )
 def test_make_single_objective_pruner(name: str, cls: type) -> None:
-    pruner = make_single_objective_pruner(name, seed=0)
-    assert type(pruner) is cls
-    assert type(make_single_objective_pruner(name, None)) is cls
+    assert type(make_single_objective_pruner(name)) is cls
+    assert type(make_single_objective_pruner("auto")) is optuna.pruners.MedianPruner
 
 
 def test_make_single_objective_pruner_settings() -> None:
-    median = make_single_objective_pruner("median", None)
+    median = make_single_objective_pruner("median")
     assert isinstance(median, optuna.pruners.MedianPruner)
     assert median._n_startup_trials == 2
     assert median._n_warmup_steps == 0
-    hyperband = make_single_objective_pruner("hyperband", None)
+    hyperband = make_single_objective_pruner("hyperband")
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
     assert hyperband._min_resource == 1
     assert hyperband._reduction_factor == 3
 
 
 def test_make_single_objective_pruner_unknown() -> None:
-    with pytest.raises(ValueError, match="median, hyperband, successive_halving, none"):
-        make_single_objective_pruner("asha", None)
+    with pytest.raises(ValueError, match="unknown pruner 'asha': use one of auto, dominance"):
+        make_single_objective_pruner("asha")
+    with pytest.raises(ValueError, match="use one of median, hyperband, successive_halving, none"):
+        make_single_objective_pruner("pareto_rank")  # a progress rule, not Optuna's
 
 
 def test_median_pruner_prunes_a_single_objective_study() -> None:
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.RandomSampler(seed=0),
-        pruner=make_single_objective_pruner("median", None),
+        pruner=make_single_objective_pruner("median"),
     )
 
     def objective(trial: optuna.Trial) -> float:

@@ -140,7 +140,8 @@ def test_undefined_metric_scores_worst() -> None:
 def test_every_sampler_proposes_valid_settings(sampler: str) -> None:
     import optuna
 
-    from kdsearch.search.study import make_pruner, make_sampler
+    from kdsearch.search.pruners import make_pruner
+    from kdsearch.search.samplers import make_sampler
 
     space = (
         {"temperature": {"choices": [1.0, 2.0, 4.0]}, "alpha": {"choices": [0.0, 0.5]}, "epochs": 1}

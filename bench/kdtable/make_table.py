@@ -41,10 +41,11 @@ import torch  # noqa: E402
 
 from bench.kdtable.grid import AXES, config_key, grid_configs, study_spec  # noqa: E402
 from kdsearch.distill.context import RunContext, prepare_context  # noqa: E402
+from kdsearch.distill.metric_registry import objective_metrics as metric_directions  # noqa: E402
 from kdsearch.distill.run import run_distillation  # noqa: E402
 from kdsearch.distill.train import EvalEvent  # noqa: E402
 from kdsearch.search.objective import build_run_config  # noqa: E402
-from kdsearch.search.spec import OBJECTIVE_METRICS, StudySpec  # noqa: E402
+from kdsearch.search.spec import StudySpec  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "table.json.gz"
 DIGITS = 6
@@ -59,7 +60,7 @@ def _num(v: Any) -> float | None:
 
 def objective_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     """Every objective metric present in ``metrics`` (undefined ones as ``None``)."""
-    return {name: _num(metrics.get(name)) for name in OBJECTIVE_METRICS if name in metrics}
+    return {name: _num(metrics.get(name)) for name in metric_directions() if name in metrics}
 
 
 def evaluate_config(

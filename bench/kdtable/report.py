@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.kdtable.simulator import Table
+from kdsearch.search.samplers import tpe_startup_trials
 from kdsearch.search.spec import PrunerSpec
-from kdsearch.search.study import tpe_startup_trials
 
 GOAL_TRIALS = 20
 GOAL_SAVED = 0.30

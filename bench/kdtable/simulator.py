@@ -1,12 +1,12 @@
 """Run a kdsearch sampler and pruner against the table instead of training.
 
 Each trial is a real Optuna trial of an in-memory study built the way a kdsearch worker
-builds it (``search.study.make_sampler`` / ``make_pruner`` on the spec, parameters drawn by
-``search.space.sample_params``). Its parameters are answered with the nearest grid point's
-learning curve: every evaluation goes through ``search.pruning.IntermediateReporter``, the
-same code a real trial's evaluations go through, so a pruned trial stops where a real one
-would. A trial costs the table's wall seconds up to its last evaluation (all of them for a
-complete trial).
+builds it (``search.samplers.make_sampler`` / ``search.pruners.make_pruner`` on the spec,
+parameters drawn by ``search.space.sample_params``). Its parameters are answered with the
+nearest grid point's learning curve: every evaluation goes through
+``search.pruning.IntermediateReporter``, the same code a real trial's evaluations go
+through, so a pruned trial stops where a real one would. A trial costs the table's wall
+seconds up to its last evaluation (all of them for a complete trial).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from optuna.trial import TrialState
 
 from bench.kdtable.grid import config_key, nearest
 from kdsearch.search.objective import objective_values
+from kdsearch.search.pruners import make_pruner
 from kdsearch.search.pruning import IntermediateReporter
+from kdsearch.search.samplers import make_sampler
 from kdsearch.search.space import sample_params
 from kdsearch.search.spec import StudySpec
-from kdsearch.search.study import make_pruner, make_sampler
 
 COST_ATTR = "sim_seconds"
 KEY_ATTR = "grid_key"

@@ -8,7 +8,7 @@ still the same table (one task, one pair): a setting that wins here is evidence,
 1. **TPE start-up.** TPE with a fixed number of random start-up trials (2 .. 20) against
    random sampling, each run 100 trials; read at 20, 50 and 100 trials (a run's first
    ``b`` trials are what a ``b``-trial study with that start-up count would have done).
-   kdsearch's rule (``search.study.tpe_startup_trials``) is marked at each budget. The
+   kdsearch's rule (``search.samplers.tpe_startup_trials``) is marked at each budget. The
    rule (a fifth of the budget, between 2 and 5) was chosen from this table.
 2. **Pruning knobs.** ``dominance`` and ``pareto_rank`` at their defaults and at stricter
    and looser settings, behind TPE and random, 100 trials each. At 50 trials: compute
@@ -48,8 +48,8 @@ from bench.kdtable.compare import (  # noqa: E402
 )
 from bench.kdtable.compare import _init as init_worker  # noqa: E402
 from bench.kdtable.simulator import Table  # noqa: E402
+from kdsearch.search.samplers import tpe_startup_trials  # noqa: E402
 from kdsearch.search.spec import PrunerSpec  # noqa: E402
-from kdsearch.search.study import tpe_startup_trials  # noqa: E402
 
 SECTION = "## Tabular KD benchmark: TPE start-up and pruning settings (bench/kdtable/sweep.py)"
 SEED0 = 1000

@@ -11,7 +11,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from kdsearch.search import tables
-from kdsearch.search.leaderboard import pareto_front, trial_row
+from kdsearch.search.leaderboard import best_first, pareto_front, trial_row
 
 from ..deps import Run, ServiceState, State, load_study, principal_from, run_for
 from ..schemas import TrialDetail, TrialPage, json_safe
@@ -43,7 +43,10 @@ def list_trials(
     study_id: Annotated[str, Path(max_length=255)],
     authorization: Annotated[str | None, Header()] = None,
     sort: Annotated[str | None, Query(description="a metric name, number or duration_s")] = None,
-    order: Literal["asc", "desc"] = "desc",
+    order: Annotated[
+        Literal["asc", "desc"] | None,
+        Query(description="default: best first (a metric's own direction), else descending"),
+    ] = None,
     trial_state: Annotated[
         str | None, Query(alias="state", description="e.g. COMPLETE or COMPLETE,FAIL")
     ] = None,
@@ -73,7 +76,7 @@ def list_trials(
             load,
             run.results,
             sort=sort,
-            descending=order == "desc",
+            descending=best_first(sort) if order is None else order == "desc",
             states=states,
             limit=limit,
             offset=offset,

@@ -1,0 +1,331 @@
+"""The metric registry: each metric's name, direction, worst value, display format,
+description and function, defined once.
+
+Everything that names a metric reads it from here: the engine (:func:`confidence_metrics`
+computes every registered metric that has a function), the spec validation (which
+metrics a study may optimise or constrain, and their natural direction), the objective
+(the value an undefined metric scores), the leaderboard and the report (directions,
+formats) and ``docs/metrics.md`` (its table is generated from this registry).
+
+Adding a metric is its function plus one :func:`register_metric` line::
+
+    def brier_gap(e: Evaluation) -> float:
+        return float(((e.student_probs - e.teacher_probs) ** 2).sum(axis=1).mean())
+
+    register_metric(Metric("brier_gap", "mean squared distance of the probability vectors",
+                           "minimize", worst=2.0, compute=brier_gap))
+
+Metrics without a function (``params``, ``latency_ms``, ...) are measured by the engine
+itself and only described here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ._validate import FloatArray, IntArray, _as_labels, _as_matrix, _check_pair
+from .calibration import EceMode, _check_bins, ece_gap
+from .metrics import (
+    SigmaResult,
+    accuracy,
+    agreement,
+    conf_bias,
+    conf_mae,
+    conf_sigma,
+    conf_spearman,
+    f1_macro,
+    kl_teacher_student,
+    softmax,
+)
+
+__all__ = [
+    "Evaluation",
+    "Metric",
+    "all_metrics",
+    "computed_names",
+    "confidence_metrics",
+    "display_names",
+    "format_value",
+    "get_metric",
+    "objective_metrics",
+    "register_metric",
+    "worst_value",
+]
+
+Direction = Literal["maximize", "minimize"]
+Value = float | int | bool | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A teacher/student pair's held-out logits, the labels and the metric options; the
+    arrays several metrics share (probabilities, sigma, ECE) are computed once."""
+
+    teacher_logits: FloatArray
+    student_logits: FloatArray
+    labels: IntArray
+    reference_class: int = 0
+    ece_bins: int = 10
+    ece_mode: EceMode = "top_label"
+
+    @cached_property
+    def teacher_probs(self) -> FloatArray:
+        return softmax(self.teacher_logits)
+
+    @cached_property
+    def student_probs(self) -> FloatArray:
+        return softmax(self.student_logits)
+
+    @cached_property
+    def sigma(self) -> SigmaResult:
+        return conf_sigma(self.teacher_probs, self.student_probs, self.labels, self.reference_class)
+
+    @cached_property
+    def ece(self) -> tuple[float, float, float]:
+        """(teacher ECE, student ECE, student - teacher)."""
+        return ece_gap(
+            self.teacher_probs,
+            self.student_probs,
+            self.labels,
+            n_bins=self.ece_bins,
+            mode=self.ece_mode,
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric. ``direction`` None: recorded and shown, but not something a study may
+    optimise or constrain. ``worst``: what an undefined value scores as an objective (so the
+    sampler steers away from it); required with a direction. ``fmt``: a format spec for
+    display. ``compute`` None: the engine measures it (student size, latency)."""
+
+    name: str
+    description: str
+    direction: Direction | None = None
+    worst: float | None = None
+    fmt: str = ".4f"
+    compute: Callable[[Evaluation], Value] | None = None
+    shown: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"metric name {self.name!r} must be an identifier")
+        if self.direction is not None and self.worst is None:
+            raise ValueError(f"metric {self.name!r}: a direction needs a worst value")
+
+
+_METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add ``metric``; registering the same name twice is an error (pick another name)."""
+    if metric.name in _METRICS:
+        raise ValueError(f"a metric named {metric.name!r} is already registered")
+    _METRICS[metric.name] = metric
+    return metric
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a metric (a plug-in's tests clean up after themselves)."""
+    _METRICS.pop(name, None)
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return _METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}: use one of {', '.join(_METRICS)}") from None
+
+
+def all_metrics() -> list[Metric]:
+    """Every metric, in registration order (the order they are shown in)."""
+    return list(_METRICS.values())
+
+
+def objective_metrics() -> dict[str, Direction]:
+    """The metrics a study may optimise or constrain, each with its natural direction."""
+    return {m.name: m.direction for m in _METRICS.values() if m.direction is not None}
+
+
+def computed_names() -> tuple[str, ...]:
+    """The keys :func:`confidence_metrics` returns."""
+    return tuple(m.name for m in _METRICS.values() if m.compute is not None)
+
+
+def display_names() -> tuple[str, ...]:
+    """What a person is shown (CLI summary, the report), in this order."""
+    return tuple(m.name for m in _METRICS.values() if m.shown)
+
+
+def worst_value(name: str) -> float:
+    worst = get_metric(name).worst
+    if worst is None:
+        raise ValueError(f"metric {name!r} is not an objective (it has no worst value)")
+    return worst
+
+
+def format_value(name: str, value: Value) -> str:
+    """``value`` as the metric is displayed; ``-`` when undefined."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    metric = _METRICS.get(name)
+    spec = metric.fmt if metric is not None else ".4g"
+    return format(value, spec) if isinstance(value, int | float) else str(value)
+
+
+def confidence_metrics(
+    teacher_logits: npt.ArrayLike,
+    student_logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    reference_class: int = 0,
+    ece_bins: int = 10,
+    ece_mode: EceMode = "top_label",
+) -> dict[str, Value]:
+    """Every registered metric that has a function, from held-out logits.
+
+    Keys are :func:`computed_names`; values are plain Python scalars or ``None`` (JSON-safe).
+    """
+    tl = _as_matrix(teacher_logits, "teacher_logits")
+    sl = _as_matrix(student_logits, "student_logits")
+    _check_pair(tl, sl, "teacher_logits", "student_logits")
+    _check_bins(ece_bins, ece_mode)
+    y = _as_labels(labels, tl.shape[0], tl.shape[1])
+    e = Evaluation(tl, sl, y, reference_class, ece_bins, ece_mode)
+    out: dict[str, Value] = {}
+    for m in _METRICS.values():
+        if m.compute is not None:
+            value = m.compute(e)
+            out[m.name] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
+# --------------------------------------------------------------------------- the built-ins
+# (docs/metrics.md explains each one in prose, with a worked example of conf_sigma)
+
+for _metric in (
+    Metric(
+        "accuracy",
+        "share of held-out examples the student classifies correctly",
+        "maximize",
+        worst=0.0,
+        compute=lambda e: accuracy(e.labels, e.student_probs),
+    ),
+    Metric(
+        "f1_macro",
+        "macro-averaged F1 of the student's predictions",
+        "maximize",
+        worst=0.0,
+        compute=lambda e: f1_macro(e.labels, e.student_probs),
+    ),
+    Metric(
+        "teacher_accuracy",
+        "the teacher's accuracy on the same examples (context, not a target)",
+        compute=lambda e: accuracy(e.labels, e.teacher_probs),
+    ),
+    Metric(
+        "agreement",
+        "share of examples where student and teacher predict the same class",
+        "maximize",
+        worst=0.0,
+        compute=lambda e: agreement(e.teacher_probs, e.student_probs),
+    ),
+    Metric(
+        "conf_sigma",
+        "the paper's sigma: population std of p_teacher(r|x) - p_student(r|x) over the "
+        "examples both classify correctly (r: the reference class); undefined below 2 such",
+        "minimize",
+        worst=1.0,
+        compute=lambda e: e.sigma.value,
+    ),
+    Metric(
+        "conf_sigma_defined",
+        "whether conf_sigma is defined (at least 2 examples both models get right)",
+        fmt="",
+        compute=lambda e: e.sigma.defined,
+        shown=False,
+    ),
+    Metric(
+        "n_both_correct",
+        "how many examples both models classify correctly (conf_sigma's sample)",
+        fmt="d",
+        compute=lambda e: e.sigma.n_both_correct,
+    ),
+    Metric(
+        "conf_mae",
+        "mean absolute difference of the two models' top-class confidences",
+        "minimize",
+        worst=1.0,
+        compute=lambda e: conf_mae(e.teacher_probs, e.student_probs),
+    ),
+    Metric(
+        "conf_bias",
+        "mean of p_teacher(y|x) - p_student(y|x) over both-correct examples; positive: the "
+        "student is under-confident (signed: constrain it on both sides rather than minimise)",
+        "minimize",
+        worst=1.0,
+        compute=lambda e: conf_bias(e.teacher_probs, e.student_probs, e.labels),
+    ),
+    Metric(
+        "kl_teacher_student",
+        "mean KL(teacher || student) of the softmax outputs at temperature 1",
+        "minimize",
+        worst=1e6,
+        compute=lambda e: kl_teacher_student(e.teacher_logits, e.student_logits),
+    ),
+    Metric(
+        "ece_teacher",
+        "the teacher's expected calibration error (context, not a target)",
+        compute=lambda e: e.ece[0],
+    ),
+    Metric(
+        "ece_student",
+        "the student's expected calibration error",
+        "minimize",
+        worst=1.0,
+        compute=lambda e: e.ece[1],
+    ),
+    Metric(
+        "ece_gap",
+        "the student's ECE minus the teacher's",
+        "minimize",
+        worst=1.0,
+        compute=lambda e: e.ece[2],
+    ),
+    Metric(
+        "conf_spearman",
+        "Spearman rank correlation of the two models' top-class confidences",
+        "maximize",
+        worst=-1.0,
+        compute=lambda e: conf_spearman(e.teacher_probs, e.student_probs),
+    ),
+    Metric("params", "the student's parameter count", "minimize", worst=1e12, fmt=",d"),
+    Metric(
+        "latency_ms",
+        "the student's inference latency per example, in milliseconds",
+        "minimize",
+        worst=1e9,
+        fmt=".3f",
+    ),
+    Metric(
+        "speedup_vs_teacher",
+        "the teacher's latency over the student's, measured the same way in the same process",
+        "maximize",
+        worst=0.0,
+        fmt=".2f",
+    ),
+    Metric(
+        "mean_exit_layer",
+        "early-exit students: the mean layer at which examples leave",
+        fmt=".2f",
+    ),
+):
+    register_metric(_metric)
