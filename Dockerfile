@@ -45,7 +45,8 @@ COPY distill ./distill
 COPY search ./search
 COPY service ./service
 COPY migrations ./migrations
-# kdsearch/ holds the package's __init__ and links to the four folders above
+COPY examples ./examples
+# kdsearch/ holds the package's __init__ and links to the folders above
 COPY kdsearch ./kdsearch
 # The project; torch is already there, so `torch>=2.4` is satisfied and not replaced.
 # optuna-dashboard and a2wsgi: the `dashboard` service and the API's /dashboard/ mount.

@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: browser venv test lint typecheck doctest pytest faults demo bench bench-quick data clean
+.PHONY: browser venv test lint typecheck doctest pytest faults newcomer demo bench bench-quick data clean
 
 venv: $(STAMP)
 
@@ -47,16 +47,21 @@ typecheck: $(STAMP)
 # tests/faults (kill -9, PostgreSQL restarts, a full disk, ...) run with `make faults`
 # (CI runs it after `make test`).
 pytest: $(STAMP) browser
-	$(BIN)/pytest -q -m "not faults" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not faults and not install" $(PYTEST_ARGS)
 
-# the examples in the public API's docstrings (kdsearch/_api.py), run as written
+# the examples in the public API's docstrings (kdsearch and the spec models), run as written
 doctest: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules kdsearch/__init__.py kdsearch/_api.py
+	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules kdsearch/__init__.py kdsearch/_api.py \
+	    kdsearch/search/spec.py kdsearch/distill/config.py kdsearch/distill/run.py
 
 test: lint typecheck doctest pytest
 
 faults: $(STAMP)
 	$(BIN)/pytest -q tests/faults
+
+# a newcomer's check: the built wheel in a fresh venv, used from outside the checkout
+newcomer: $(STAMP)
+	TORCH_SPEC="$(TORCH_SPEC)" $(BIN)/pytest -q -m install tests/install
 
 demo: $(STAMP)
 	$(BIN)/python -m kdsearch.service.demo

@@ -283,7 +283,13 @@ class MetricsConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    """Everything one distillation run needs."""
+    """Everything one distillation run needs (``kdsearch.distill_one`` runs it).
+
+    >>> import kdsearch
+    >>> cfg = kdsearch.RunConfig.model_validate({"distill": {"temperature": 4.0}})
+    >>> cfg.teacher.model, cfg.student.kind, cfg.distill.temperature, cfg.distill.alpha
+    ('builtin:minilm-l6', 'truncate', 4.0, 0.5)
+    """
 
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)

@@ -160,7 +160,23 @@ def default_space() -> dict[str, Any]:
 
 
 class StudySpec(_Strict):
-    """A distillation study: what to distill, what to search, how to score, how long."""
+    """A distillation study: what to distill, what to search, how to score, how long.
+
+    Every field has a default (docs/spec.md lists them all); a spec names what differs:
+
+    >>> import kdsearch
+    >>> spec = kdsearch.StudySpec.model_validate(
+    ...     {"n_trials": 8, "constraints": [{"metric": "conf_sigma", "max": 0.08}]}
+    ... )
+    >>> spec.sampler, spec.metric_names, spec.directions
+    ('tpe', ['accuracy', 'conf_sigma'], ['maximize', 'minimize'])
+    >>> kdsearch.StudySpec.model_validate({"n_trials": 0})
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for StudySpec
+    n_trials
+      Input should be greater than or equal to 1 ...
+    """
 
     name: str | None = Field(default=None, max_length=120)
     data: DataConfig = Field(default_factory=DataConfig)

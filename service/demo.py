@@ -2,7 +2,8 @@
 
 1. Starts ``kdsearch serve`` (SQLite under ``runs/demo``, one embedded worker, open mode)
    on a free loopback port, its log in ``runs/demo/server.log``.
-2. Posts ``examples/quickstart.json``, a small study on the builtin data and backbone.
+2. Posts ``examples/quickstart.json`` (installed with the package), a small study on the
+   builtin data and backbone.
 3. Polls the study, showing progress on one line, then prints the leaderboard and the
    recommended trial.
 4. Downloads the recommended checkpoint, checks its SHA-256, unpacks it into
@@ -369,7 +370,7 @@ def run_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    spec = json.loads(Path(args.spec).read_text())
+    spec = json.loads(Path(args.spec).read_text() if args.spec else example("quickstart.json"))
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = out / "server.log"
@@ -454,11 +455,20 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def example(name: str) -> str:
+    """An example spec shipped with the package (``examples/`` in a source checkout)."""
+    from importlib.resources import files
+
+    return (files("kdsearch") / "examples" / name).read_text(encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m kdsearch.service.demo", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--spec", default="examples/quickstart.json", help="study spec (JSON)")
+    p.add_argument(
+        "--spec", default=None, help="study spec (JSON; default: the packaged quickstart.json)"
+    )
     p.add_argument("--out", default="runs/demo", help="database, artifacts, log and student")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between polls")

@@ -60,7 +60,7 @@ def source_copy(dest: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, dest / name)
-    for name in ("kdsearch", *FOLDERS):
+    for name in ("kdsearch", *FOLDERS, "examples"):
         shutil.copytree(ROOT / name, dest / name, symlinks=True, ignore=ignore)
     return dest
 
@@ -94,6 +94,8 @@ def test_the_wheel_installs_one_top_level_name(wheel: Path) -> None:
         assert f"kdsearch/{sub}/__init__.py" in names
     # data files an editable install would find in the checkout anyway
     assert "kdsearch/migrations/script.py.mako" in names
+    for spec in (ROOT / "examples").iterdir():
+        assert f"kdsearch/examples/{spec.name}" in names
     versions = ROOT / "migrations" / "versions"
     for script in versions.glob("*.py"):
         assert f"kdsearch/migrations/versions/{script.name}" in names
