@@ -18,6 +18,13 @@ BUILTIN_TEACHER_LAYERS = {"builtin:minilm-l6": 6}
 BUILTIN_DATA_LABELS = {"builtin:rotten_tomatoes": 2, "builtin:vader_tweets": 2}
 
 
+def check_device(value: str, where: str) -> str:
+    """A device name training accepts (``where``: the field, for the message)."""
+    if value in {"auto", "cpu", "cuda"} or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise ValueError(f"{where} {value!r} is not one of auto, cpu, cuda, cuda:N")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -269,9 +276,7 @@ class TrainConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v in {"auto", "cpu", "cuda"} or (v.startswith("cuda:") and v[5:].isdigit()):
-            return v
-        raise ValueError(f"train.device {v!r} is not one of auto, cpu, cuda, cuda:N")
+        return check_device(v, "train.device")
 
 
 class MetricsConfig(_Strict):

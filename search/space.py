@@ -230,6 +230,12 @@ def parse_param(name: str, raw: Any) -> ParamSpec:
             f"search_space.{name}: unknown key(s) {sorted(extra)}; use {sorted(allowed)}"
         )
     if "choices" in raw:
+        mixed = sorted(set(raw) & {"low", "high", "log", "step"})
+        if mixed:
+            raise ValueError(
+                f"search_space.{name}: give either 'choices' or a range, not both "
+                f"(drop {', '.join(repr(k) for k in mixed)})"
+            )
         choices = raw["choices"]
         if not isinstance(choices, list) or not choices:
             raise ValueError(f"search_space.{name}.choices must be a non-empty list")
@@ -245,12 +251,20 @@ def parse_param(name: str, raw: Any) -> ParamSpec:
         raise ValueError(f"search_space.{name}: 'low' and 'high' must be numbers")
     if low > high:
         raise ValueError(f"search_space.{name}: low ({low}) is above high ({high})")
-    log = bool(raw.get("log", False))
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise ValueError(f"search_space.{name}.log must be true or false, got {log!r}")
     if log and low <= 0:
         raise ValueError(f"search_space.{name}: a log range needs low > 0 (got {low})")
-    step = raw.get("step")
+    step = _number(raw.get("step"))
     if step is not None and log:
         raise ValueError(f"search_space.{name}: 'step' and 'log' cannot be combined")
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, int | float) or not step > 0
+    ):
+        raise ValueError(f"search_space.{name}.step must be a positive number, got {step!r}")
+    if step is not None and kind == "int" and int(step) != step:
+        raise ValueError(f"search_space.{name} is an integer: step must be an integer")
     if kind == "int" and (int(low) != low or int(high) != high):
         raise ValueError(f"search_space.{name} is an integer: low and high must be integers")
     return ParamSpec(name, kind, low=float(low), high=float(high), log=log, step=step)

@@ -19,6 +19,7 @@ from kdsearch.distill.config import (
     MetricsConfig,
     StudentConfig,
     TeacherConfig,
+    check_device,
 )
 from kdsearch.distill.metric_registry import objective_metrics
 
@@ -148,6 +149,11 @@ class TrainingDefaults(_Strict):
     group_by_length: bool = True
     device: str = "auto"
     bf16: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device(v, "training.device")
 
 
 def default_space() -> dict[str, Any]:

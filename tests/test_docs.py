@@ -200,18 +200,32 @@ def test_space_example_is_a_valid_spec(page: str) -> None:
 
 def test_value_forms_match_parse_param(page: str) -> None:
     # what the page says is rejected, parse_param rejects
-    assert "`step`\n  (not both)" in page
+    assert "`step` (a positive number; not both)" in page
     with pytest.raises(ValueError, match="'step' and 'log' cannot be combined"):
         parse_param("lr", {"low": 1e-5, "high": 1e-3, "log": True, "step": 1e-5})
     assert "needs `low > 0`" in page
     with pytest.raises(ValueError, match="needs low > 0"):
         parse_param("lr", {"low": 0, "high": 1e-3, "log": True})
-    assert "for `float` and `int` parameters only" in page
+    assert "for `float` and\n  `int` parameters only" in page
     with pytest.raises(ValueError, match="categorical: give 'choices'"):
         parse_param("soft_loss", {"low": 0, "high": 1})
     assert "whole-number ends" in page
     with pytest.raises(ValueError, match="integer"):
         parse_param("batch_size", {"low": 16.5, "high": 64})
+    assert "`true` or\n  `false`, nothing else" in page
+    with pytest.raises(ValueError, match=r"search_space.lr.log must be true or false, got 'false'"):
+        parse_param("lr", {"low": 1e-5, "high": 1e-3, "log": "false"})
+    assert "a positive number" in page
+    with pytest.raises(ValueError, match="search_space.alpha.step must be a positive number"):
+        parse_param("alpha", {"low": 0, "high": 1, "step": "abc"})
+    with pytest.raises(ValueError, match="must be a positive number, got 0"):
+        parse_param("alpha", {"low": 0, "high": 1, "step": 0})
+    with pytest.raises(ValueError, match="step must be an integer"):
+        parse_param("batch_size", {"low": 16, "high": 64, "step": 8.5})
+    assert parse_param("alpha", {"low": 0, "high": 1, "step": "0.25"}).step == 0.25
+    assert "not `choices` together with range keys" in page
+    with pytest.raises(ValueError, match="either 'choices' or a range, not both \\(drop 'high'"):
+        parse_param("epochs", {"choices": [1, 2], "high": 3})
 
 
 # --- rendering stays the same on every machine -----------------------------------------------

@@ -43,6 +43,14 @@ def test_minimal_spec_has_sensible_defaults() -> None:
             "search_space.batch_size is an integer",
         ),
         ({"objectives": [{"metric": "acuracy"}]}, "unknown metric 'acuracy': use one of accuracy"),
+        (
+            {"training": {"device": "gpu"}},
+            "training.device 'gpu' is not one of auto, cpu, cuda, cuda:N",
+        ),
+        (
+            {"search_space": {"lr": {"low": 1e-5, "high": 1e-3, "log": "false"}}},
+            "search_space.lr.log must be true or false",
+        ),
         ({"objectives": []}, "objectives"),
         (
             {"constraints": [{"metric": "conf_sigma"}]},
