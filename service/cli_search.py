@@ -110,6 +110,7 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
     import optuna
 
     from kdsearch.distill.errors import ConfigError
+    from kdsearch.distill.metric_registry import format_value
     from kdsearch.search import jobs, tables
     from kdsearch.search import study as study_mod
     from kdsearch.search.leaderboard import best_first, leaderboard, recommended_trial
@@ -149,7 +150,7 @@ def print_leaderboard(url: str, name: str, sort: str | None = None) -> None:
         for c, w in zip(columns, widths, strict=True):
             where = row["metrics"] if not c.startswith("test:") else (row["test"] or {})
             v = where.get(c.removeprefix("test:"))
-            cells.append(f"{'-':>{w}}" if v is None else f"{v:>{w}.4g}")
+            cells.append(f"{format_value(c.removeprefix('test:'), v):>{w}}")
         flag = "*" if row["pareto"] else ""
         method = str(row.get("method") or "-")
         print(f"{row['number']:>4} {row['state']:<9} {flag:<6} {method:<10} " + " ".join(cells))
