@@ -52,7 +52,8 @@ pytest: $(STAMP) browser
 # the examples in the public API's docstrings (kdsearch and the spec models), run as written
 doctest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules kdsearch/__init__.py kdsearch/_api.py \
-	    kdsearch/search/spec.py kdsearch/distill/config.py kdsearch/distill/run.py
+	    kdsearch/search/spec.py kdsearch/distill/config.py kdsearch/distill/run.py \
+	    kdsearch/distill/decision_flips.py
 
 test: lint typecheck doctest pytest
 
