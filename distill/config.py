@@ -280,11 +280,35 @@ class TrainConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
+    """How the metrics are computed. ``reference_class``: the class r of the paper's sigma.
+    ``decision_class`` and ``decision_thresholds``: the class whose probability a team
+    thresholds (default: the last class) and its operating thresholds (e.g. human review at
+    0.6, auto-remove at 0.9), for ``decision_flip_rate``."""
+
     reference_class: int = Field(default=0, ge=0)
     ece_bins: int = Field(default=10, ge=2, le=1000)
     ece_mode: Literal["top_label", "all_classes"] = "top_label"
+    decision_class: int | None = Field(default=None, ge=0)
+    decision_thresholds: list[float] = Field(default_factory=lambda: [0.6, 0.9], max_length=16)
     latency_batches: int = Field(default=3, ge=1)
     latency_repeats: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("decision_thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[float]) -> list[float]:
+        from .decision_flips import check_thresholds
+
+        return check_thresholds(v, "metrics.decision_thresholds")
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments ``confidence_metrics`` takes from this config."""
+        return {
+            "reference_class": self.reference_class,
+            "ece_bins": self.ece_bins,
+            "ece_mode": self.ece_mode,
+            "decision_class": self.decision_class,
+            "decision_thresholds": tuple(self.decision_thresholds),
+        }
 
 
 class RunConfig(_Strict):

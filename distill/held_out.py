@@ -44,9 +44,7 @@ def score_on_test(
         teacher_logits.numpy(),
         logits.numpy(),
         split.labels.numpy(),
-        reference_class=m.reference_class,
-        ece_bins=m.ece_bins,
-        ece_mode=m.ece_mode,
+        **m.options(),
     )
     metrics.update(exit_metrics(layers))
     probs = softmax(logits.numpy())

@@ -21,7 +21,7 @@ itself and only described here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from ._validate import FloatArray, IntArray, _as_labels, _as_matrix, _check_pair
 from .calibration import EceMode, _check_bins, ece_gap
+from .decision_flips import DecisionFlips, decision_flips
 from .metrics import (
     SigmaResult,
     accuracy,
@@ -73,6 +74,8 @@ class Evaluation:
     reference_class: int = 0
     ece_bins: int = 10
     ece_mode: EceMode = "top_label"
+    decision_class: int | None = None  # None: the last class
+    decision_thresholds: tuple[float, ...] = (0.6, 0.9)
 
     @cached_property
     def teacher_probs(self) -> FloatArray:
@@ -85,6 +88,20 @@ class Evaluation:
     @cached_property
     def sigma(self) -> SigmaResult:
         return conf_sigma(self.teacher_probs, self.student_probs, self.labels, self.reference_class)
+
+    @cached_property
+    def flips(self) -> DecisionFlips:
+        """Decision flips on ``decision_class``'s probability at the operating thresholds."""
+        n_classes = self.teacher_probs.shape[1]
+        c = n_classes - 1 if self.decision_class is None else self.decision_class
+        if not 0 <= c < n_classes:
+            raise ValueError(
+                f"metrics.decision_class is {c} but the data has {n_classes} classes (0..."
+                f"{n_classes - 1})"
+            )
+        return decision_flips(
+            self.teacher_probs[:, c], self.student_probs[:, c], self.decision_thresholds
+        )
 
     @cached_property
     def ece(self) -> tuple[float, float, float]:
@@ -189,6 +206,8 @@ def confidence_metrics(
     reference_class: int = 0,
     ece_bins: int = 10,
     ece_mode: EceMode = "top_label",
+    decision_class: int | None = None,
+    decision_thresholds: Sequence[float] = (0.6, 0.9),
 ) -> dict[str, Value]:
     """Every registered metric that has a function, from held-out logits.
 
@@ -199,7 +218,9 @@ def confidence_metrics(
     _check_pair(tl, sl, "teacher_logits", "student_logits")
     _check_bins(ece_bins, ece_mode)
     y = _as_labels(labels, tl.shape[0], tl.shape[1])
-    e = Evaluation(tl, sl, y, reference_class, ece_bins, ece_mode)
+    e = Evaluation(
+        tl, sl, y, reference_class, ece_bins, ece_mode, decision_class, tuple(decision_thresholds)
+    )
     out: dict[str, Value] = {}
     for m in _METRICS.values():
         if m.compute is not None:
@@ -258,6 +279,15 @@ for _metric in (
         "how many examples both models classify correctly (conf_sigma's sample)",
         fmt="d",
         compute=lambda e: e.sigma.n_both_correct,
+    ),
+    Metric(
+        "decision_flip_rate",
+        "share of examples whose decision band differs between teacher and student: the "
+        "decision class's probability against the operating thresholds "
+        "(metrics.decision_thresholds, e.g. review at 0.6, remove at 0.9)",
+        "minimize",
+        worst=1.0,
+        compute=lambda e: e.flips.rate,
     ),
     Metric(
         "conf_mae",

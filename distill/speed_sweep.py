@@ -39,9 +39,7 @@ def speed_sweep(
                 ctx.teacher_outputs.eval_logits.numpy(),
                 logits.numpy(),
                 ctx.eval.labels.numpy(),
-                reference_class=m.reference_class,
-                ece_bins=m.ece_bins,
-                ece_mode=m.ece_mode,
+                **m.options(),
             )
             student.speed = speed
             latency = measure_latency_ms(

@@ -116,9 +116,7 @@ class Distiller:
             ctx.teacher_outputs.eval_logits.numpy(),
             logits.numpy(),
             ctx.eval.labels.numpy(),
-            reference_class=m.reference_class,
-            ece_bins=m.ece_bins,
-            ece_mode=m.ece_mode,
+            **m.options(),
         )
         return {**metrics, **exit_metrics(layers)}
 

@@ -21,6 +21,7 @@ __all__ = ["render_report"]
 LEADERBOARD_METRICS = (
     "accuracy",
     "conf_sigma",
+    "decision_flip_rate",
     "conf_bias",
     "conf_mae",
     "agreement",

@@ -35,6 +35,7 @@ EXPECTED_KEYS = [
     "conf_sigma",
     "conf_sigma_defined",
     "n_both_correct",
+    "decision_flip_rate",
     "conf_mae",
     "conf_bias",
     "kl_teacher_student",
@@ -428,3 +429,19 @@ def test_shape_validation_errors() -> None:
 def test_module_exports() -> None:
     for name in M.__all__:
         assert hasattr(M, name), name
+
+
+def test_decision_flip_rate_in_every_run_s_metrics() -> None:
+    # class 1's probability against review 0.6 / remove 0.9: bands teacher 2,1,0,1 and
+    # student 1,1,1,0 -> 3 of 4 flip; with the one threshold 0.5 only row 2 flips
+    t = np.log(binary([0.95, 0.7, 0.2, 0.61]))
+    s = np.log(binary([0.85, 0.72, 0.65, 0.59]))
+    labels = np.array([1, 1, 0, 1])
+    assert confidence_metrics(t, s, labels)["decision_flip_rate"] == 0.75
+    assert confidence_metrics(t, s, labels, decision_thresholds=[0.5])["decision_flip_rate"] == 0.25
+    # on class 0 (probabilities 1 - p): at 0.6, teacher 0.05/0.3/0.8/0.39, student
+    # 0.15/0.28/0.35/0.41 -> only row 2 crosses
+    on_0 = confidence_metrics(t, s, labels, decision_class=0, decision_thresholds=[0.6])
+    assert on_0["decision_flip_rate"] == 0.25
+    with pytest.raises(ValueError, match="metrics.decision_class is 2 but the data has 2 classes"):
+        confidence_metrics(t, s, labels, decision_class=2)

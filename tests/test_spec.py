@@ -44,6 +44,10 @@ def test_minimal_spec_has_sensible_defaults() -> None:
         ),
         ({"objectives": [{"metric": "acuracy"}]}, "unknown metric 'acuracy': use one of accuracy"),
         (
+            {"metrics": {"decision_thresholds": [0.9, 1.2]}},
+            "metrics.decision_thresholds: thresholds must lie strictly between 0 and 1",
+        ),
+        (
             {"training": {"device": "gpu"}},
             "training.device 'gpu' is not one of auto, cpu, cuda, cuda:N",
         ),
