@@ -7,9 +7,9 @@ Everything here is re-exported by ``kdsearch``; the modules under ``kdsearch.dis
 from __future__ import annotations
 
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,7 @@ def load_student(path: str | Path) -> tuple[Any, Any]:
     from kdsearch.distill.checkpoint import load_student as load
     from kdsearch.distill.predict import checkpoint_folder
 
-    p = Path(path)
-    if p.is_dir():
-        return load(p)
-    with checkpoint_folder(p) as folder:
+    with checkpoint_folder(path) as folder:  # a folder as it is; an archive unpacked
         return load(folder)
 
 
@@ -178,12 +175,13 @@ class Study:
         if descending is None:
             descending = best_first(sort)
         return leaderboard(
-            self._optuna(), sort=sort, descending=descending, final=self._run().results
+            self._optuna, sort=sort, descending=descending, final=self._run().results
         )
 
     def checkpoint(self, dest: str | Path, trial: int | None = None) -> Path:
         """Unpack the recommended trial's student (or ``trial``'s) into the new folder
         ``dest`` and return it; :func:`load_student` loads it, ``kdsearch predict`` uses it."""
+        from kdsearch.distill.predict import checkpoint_folder
         from kdsearch.search.artifacts import make_artifact_store
         from kdsearch.search.checkpoints import find_checkpoint
 
@@ -192,16 +190,15 @@ class Study:
             raise ConfigError(f"dest: {out} exists and is not an empty folder")
         if out.exists():
             out.rmdir()
-        found = find_checkpoint(self._engine, self._run(), self._optuna().get_trials(), trial)
+        found = find_checkpoint(self._engine, self._run(), self._optuna.get_trials(), trial)
         store = make_artifact_store(self.artifacts)
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "checkpoint.tar.gz"
             with store.open_reader(found.artifact["artifact_id"]) as src, archive.open("wb") as f:
                 shutil.copyfileobj(src, f)
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")  # members stay inside tmp
             out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(Path(tmp) / "checkpoint"), out)
+            with checkpoint_folder(archive) as folder:  # the same safe unpacking as predict
+                shutil.copytree(folder, out)
         return out
 
     def _run(self) -> Any:
@@ -211,7 +208,9 @@ class Study:
         assert run is not None
         return run
 
+    @cached_property
     def _optuna(self) -> Any:
+        """The Optuna study, on one storage (and connection pool) for this object's life."""
         import optuna
 
         from kdsearch.search.storage import make_storage
