@@ -53,7 +53,7 @@ pytest: $(STAMP) browser
 doctest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules kdsearch/__init__.py kdsearch/_api.py \
 	    kdsearch/search/spec.py kdsearch/distill/config.py kdsearch/distill/run.py \
-	    kdsearch/distill/decision_flips.py
+	    kdsearch/distill/decision_flips.py kdsearch/distill/glue.py
 
 test: lint typecheck doctest pytest
 

@@ -6,6 +6,7 @@ import bz2
 import csv
 import gzip
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
@@ -49,9 +50,78 @@ def _missing_field(
     )
 
 
-def _read_csv(path: Path, text_field: str, label_field: str) -> tuple[list[str], list[object]]:
-    texts: list[str] = []
-    labels: list[object] = []
+@dataclass(frozen=True)
+class Columns:
+    """Which columns a labelled file is read from, and the config fields that named them.
+
+    ``labels``: one column (a class, or ``delimiter``-joined labels) or one 0/1 column per
+    label (multi-label). With ``empty_label_ok`` an empty label value is kept (no label
+    applies) instead of being an error.
+    """
+
+    text: str
+    labels: tuple[str, ...]
+    text_pair: str | None = None
+    label_config: str = "data.label_field"
+    empty_label_ok: bool = False
+
+    def named(self) -> list[tuple[str, str]]:
+        """(column, config field) for every column the reader needs."""
+        out = [(self.text, "data.text_field")]
+        if self.text_pair is not None:
+            out.append((self.text_pair, "data.text_pair_field"))
+        return out + [(c, self.label_config) for c in self.labels]
+
+
+@dataclass
+class FileRows:
+    """The usable rows of a file: texts, second texts (pair tasks) and raw label values
+    (one per label column)."""
+
+    texts: list[str] = field(default_factory=list)
+    pairs: list[str] | None = None
+    labels: list[list[object]] = field(default_factory=list)
+
+
+def _text_value(value: object, column: str, where: str) -> str | None:
+    """A text cell as a string, or None when the row has no usable text there."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DataError(
+            f"{where}: {column!r} must be a string, got {type(value).__name__}; check the "
+            "data's text columns"
+        )
+    return value if value.strip() else None
+
+
+def _add_row(rows: FileRows, get: dict[str, object], columns: Columns, where: str) -> None:
+    text = _text_value(get.get(columns.text), columns.text, where)
+    pair = None
+    if columns.text_pair is not None:
+        pair = _text_value(get.get(columns.text_pair), columns.text_pair, where)
+        if pair is None:
+            return
+    if text is None:
+        return
+    values: list[object] = []
+    for column in columns.labels:
+        value = get.get(column)
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        if blank and not columns.empty_label_ok:
+            raise DataError(
+                f"{where}: empty value in label column {column!r}; fill it in or remove the row"
+            )
+        values.append("" if blank else value)
+    rows.texts.append(text)
+    if pair is not None:
+        assert rows.pairs is not None
+        rows.pairs.append(pair)
+    rows.labels.append(values)
+
+
+def _read_csv(path: Path, columns: Columns) -> FileRows:
+    rows = FileRows(pairs=[] if columns.text_pair is not None else None)
     with _open_text(path) as fh:
         reader = csv.DictReader(fh)
         try:
@@ -59,33 +129,21 @@ def _read_csv(path: Path, text_field: str, label_field: str) -> tuple[list[str],
         except csv.Error as e:
             raise DataError(f"{path} is not a readable CSV file: {e}") from e
         if not header:
-            return texts, labels  # empty file: reported as "no usable rows" by the caller
+            return rows  # empty file: reported as "no usable rows" by the caller
         fields = [str(f) for f in header]
-        if text_field not in fields:
-            raise _missing_field(text_field, "data.text_field", path, fields)
-        if label_field not in fields:
-            raise _missing_field(label_field, "data.label_field", path, fields)
+        for column, config_field in columns.named():
+            if column not in fields:
+                raise _missing_field(column, config_field, path, fields)
         try:
             for row in reader:
-                text = row.get(text_field)
-                if text is None or not text.strip():
-                    continue
-                label = row.get(label_field)
-                if label is None or not str(label).strip():
-                    raise DataError(
-                        f"{path} line {reader.line_num}: empty value in label column "
-                        f"{label_field!r}; fill it in or remove the row"
-                    )
-                texts.append(text)
-                labels.append(label)
+                _add_row(rows, dict(row), columns, f"{path} line {reader.line_num}")
         except csv.Error as e:
             raise DataError(f"{path} line {reader.line_num}: malformed CSV ({e})") from e
-    return texts, labels
+    return rows
 
 
-def _read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str], list[object]]:
-    texts: list[str] = []
-    labels: list[object] = []
+def _read_jsonl(path: Path, columns: Columns) -> FileRows:
+    rows = FileRows(pairs=[] if columns.text_pair is not None else None)
     with _open_text(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -102,30 +160,33 @@ def _read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str
                     f"{path} line {lineno}: expected a JSON object, got {type(obj).__name__}"
                 )
             keys = [str(k) for k in obj]
-            where = f" (line {lineno})"
-            if text_field not in obj:
-                raise _missing_field(text_field, "data.text_field", path, keys, where)
-            if label_field not in obj:
-                raise _missing_field(label_field, "data.label_field", path, keys, where)
-            text = obj[text_field]
-            if text is None:
-                continue
-            if not isinstance(text, str):
-                raise DataError(
-                    f"{path} line {lineno}: {text_field!r} must be a string, got "
-                    f"{type(text).__name__}; check data.text_field"
-                )
-            if not text.strip():
-                continue
-            label = obj[label_field]
-            if label is None or (isinstance(label, str) and not label.strip()):
-                raise DataError(
-                    f"{path} line {lineno}: empty value for label key {label_field!r}; "
-                    "fill it in or remove the line"
-                )
-            texts.append(text)
-            labels.append(label)
-    return texts, labels
+            for column, config_field in columns.named():
+                if column not in obj:
+                    raise _missing_field(column, config_field, path, keys, f" (line {lineno})")
+            _add_row(rows, obj, columns, f"{path} line {lineno}")
+    return rows
+
+
+def read_rows(path: str | Path, fmt: Literal["csv", "jsonl"], columns: Columns) -> FileRows:
+    """Read the rows of a CSV (with a header) or JSONL file that ``columns`` names.
+
+    Rows whose text (or second text) is empty or whitespace are skipped; label values are
+    returned as found (strings for CSV; whatever JSON holds for JSONL). ``.gz``/``.bz2``
+    files are decompressed. Relative paths resolve against the current directory.
+    Raises DataError.
+    """
+    if fmt not in ("csv", "jsonl"):
+        raise DataError(f"unknown file format {fmt!r}; use csv or jsonl")
+    resolved = _resolve(path, f"data.source {fmt}:{path}")
+    reader = _read_csv if fmt == "csv" else _read_jsonl
+    try:
+        return reader(resolved, columns)
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{resolved} is not UTF-8 text (byte {e.start}: {e.reason}); re-save it as UTF-8"
+        ) from e
+    except (OSError, EOFError) as e:  # e.g. a corrupt .gz/.bz2
+        raise DataError(f"cannot read {resolved}: {e}") from e
 
 
 def read_labeled_file(
@@ -134,21 +195,6 @@ def read_labeled_file(
     text_field: str = "text",
     label_field: str = "label",
 ) -> tuple[list[str], list[object]]:
-    """Read ``(texts, raw labels)`` from a CSV (with a header) or JSONL file.
-
-    Rows whose text is empty or whitespace are skipped; labels are returned as found
-    (strings for CSV; whatever JSON holds for JSONL). ``.gz``/``.bz2`` files are decompressed.
-    Relative paths resolve against the current directory. Raises DataError.
-    """
-    if fmt not in ("csv", "jsonl"):
-        raise DataError(f"unknown file format {fmt!r}; use csv or jsonl")
-    resolved = _resolve(path, f"data.source {fmt}:{path}")
-    reader = _read_csv if fmt == "csv" else _read_jsonl
-    try:
-        return reader(resolved, text_field, label_field)
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"{resolved} is not UTF-8 text (byte {e.start}: {e.reason}); re-save it as UTF-8"
-        ) from e
-    except (OSError, EOFError) as e:  # e.g. a corrupt .gz/.bz2
-        raise DataError(f"cannot read {resolved}: {e}") from e
+    """``(texts, raw labels)`` of a single-text, single-label CSV or JSONL file."""
+    rows = read_rows(path, fmt, Columns(text_field, (label_field,)))
+    return rows.texts, [values[0] for values in rows.labels]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import html
 import io
-import math
 import os
-import re
 import tarfile
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._files import _missing_field, _open_text, _resolve, read_labeled_file
+from ._files import Columns, FileRows, _add_row, _missing_field, _open_text, _resolve, read_rows
+from ._labels import encode_label_columns, encode_label_lists, encode_labels
 from .config import DataConfig
 from .errors import DataError
 from .fetch import (
@@ -25,51 +25,12 @@ from .fetch import (
     rotten_tomatoes_path,
     vader_sdist_path,
 )
+from .glue import hub_location
 from .paths import network_allowed
 
 ROTTEN_TOMATOES_LABELS = ["rotten", "fresh"]
 VADER_LABELS = ["negative", "positive"]
 BUILTIN_SOURCES = ("builtin:rotten_tomatoes", "builtin:vader_tweets")
-
-_INT_RE = re.compile(r"[+-]?\d+")
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def _label_name(value: object, where: str) -> str:
-    """A raw label as its name: ints as decimal strings, strings stripped."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return str(int(value))
-        raise DataError(
-            f"label {value!r} in {where} is not a class: classification needs discrete labels "
-            "(strings or integers)"
-        )
-    if isinstance(value, str):
-        name = value.strip()
-        if name:
-            return name
-    raise DataError(
-        f"label {value!r} in {where} is not usable: labels must be non-empty strings or integers"
-    )
-
-
-def encode_labels(raw: list[object], where: str) -> tuple[list[int], list[str]]:
-    """Map raw labels to ids ``0..C-1``: names sorted (numerically when all are integers)."""
-    names = [_label_name(v, where) for v in raw]
-    distinct = set(names)
-    if all(_INT_RE.fullmatch(n) for n in distinct):
-        ordered = sorted(distinct, key=lambda n: (int(n), n))
-    else:
-        ordered = sorted(distinct)
-    index = {n: i for i, n in enumerate(ordered)}
-    return [index[n] for n in names], ordered
-
 
 # --------------------------------------------------------------------------- sources
 
@@ -171,8 +132,75 @@ def _offline_variable() -> str:
     return "HF_HUB_OFFLINE"
 
 
-def _load_hub(spec: str, cfg: DataConfig) -> tuple[list[str], list[int], list[str]]:
-    """``hub:DATASET_ID`` or ``hub:DATASET_ID:CONFIG_NAME`` (e.g. ``hub:nyu-mll/glue:sst2``)."""
+@dataclass
+class Loaded:
+    """Every usable example of a source: texts (and second texts for pair tasks), labels
+    (class ids, or 0/1 tuples when multi-label), label names and a description.
+
+    ``given_eval``: rows from this index on come from a validation split given by the
+    source (``data.hub_eval_split``), to validate on as given rather than carve.
+    """
+
+    texts: list[str]
+    labels: list[Any]
+    names: list[str]
+    where: str
+    pairs: list[str] | None = None
+    multi_label: bool = False
+    given_eval: int | None = None
+
+
+def _columns(cfg: DataConfig) -> Columns:
+    if cfg.label_fields is not None:
+        return Columns(
+            cfg.text_field, tuple(cfg.label_fields), cfg.text_pair_field, "data.label_fields"
+        )
+    return Columns(
+        cfg.text_field,
+        (cfg.label_field,),
+        cfg.text_pair_field,
+        empty_label_ok=cfg.label_delimiter is not None,
+    )
+
+
+def _encode(rows: FileRows, cfg: DataConfig, where: str) -> tuple[list[Any], list[str]]:
+    if cfg.label_fields is not None:
+        return encode_label_columns(rows.labels, cfg.label_fields, where)
+    raw = [values[0] for values in rows.labels]
+    if cfg.label_delimiter is not None:
+        return encode_label_lists(raw, cfg.label_delimiter, where)
+    return encode_labels(raw, where)
+
+
+def _hub_rows(ds: Any, cfg: DataConfig, where: str) -> tuple[FileRows, list[str] | None]:
+    """The usable rows of one hub split, and the class names when its label column is a
+    ClassLabel (then single-label rows hold the class id; -1, unlabelled, is dropped)."""
+    columns = _columns(cfg)
+    available = [str(c) for c in ds.column_names]
+    for column, config_field in columns.named():
+        if column not in available:
+            raise _missing_field(column, config_field, where, available)
+    feature = ds.features[columns.labels[0]]
+    inner = getattr(feature, "feature", None)  # Sequence(ClassLabel): a list of class ids
+    names = getattr(feature, "names", None) or getattr(inner, "names", None)
+    data = {c: ds[c] for c, _ in columns.named()}
+    rows = FileRows(pairs=[] if columns.text_pair is not None else None)
+    for i in range(len(ds)):
+        row = {c: values[i] for c, values in data.items()}
+        label = row[columns.labels[0]]
+        if names and cfg.label_fields is None:
+            if label is None or (isinstance(label, int) and label < 0):
+                continue
+            row[columns.labels[0]] = (
+                [names[int(v)] for v in label] if isinstance(label, list) else names[int(label)]
+            )
+        _add_row(rows, row, columns, f"{where} row {i}")
+    return rows, [str(n) for n in names] if names and cfg.label_fields is None else None
+
+
+def _load_hub(spec: str, cfg: DataConfig) -> Loaded:
+    """``hub:DATASET_ID``, ``hub:DATASET_ID:CONFIG_NAME`` (e.g. ``hub:nyu-mll/glue:sst2``)
+    or ``hub:glue/TASK``; with ``data.hub_eval_split`` its rows follow the training rows."""
     if not network_allowed():
         raise DataError(
             f"hub datasets need network access; {_offline_variable()} is set (offline mode): "
@@ -184,67 +212,63 @@ def _load_hub(spec: str, cfg: DataConfig) -> tuple[list[str], list[int], list[st
         raise DataError(
             "hub datasets need the `datasets` library: pip install 'kdsearch[hub]'"
         ) from None
-    dataset_id, _, config_name = spec.partition(":")
+    dataset_id, _, config_name = hub_location(spec).partition(":")
     if not dataset_id.strip():
         raise DataError("data.source hub: needs a dataset id, e.g. hub:stanfordnlp/imdb")
-    try:
-        ds: Any = datasets.load_dataset(dataset_id, config_name or None, split=cfg.hub_split)
-    except Exception as e:  # the library raises many kinds: not found, bad split, network
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(
-            f"cannot load hub dataset {spec!r} split {cfg.hub_split!r} (data.hub_split): {msg}"
-        ) from e
-    columns = [str(c) for c in ds.column_names]
     where = f"hub:{spec}"
-    if cfg.text_field not in columns:
-        raise _missing_field(cfg.text_field, "data.text_field", where, columns)
-    if cfg.label_field not in columns:
-        raise _missing_field(cfg.label_field, "data.label_field", where, columns)
-    feature = ds.features[cfg.label_field]
-    class_names = getattr(feature, "names", None)
-    raw_texts = ds[cfg.text_field]
-    raw_labels = ds[cfg.label_field]
-    if class_names:
-        # ClassLabel: keep its ids and names (they match models trained on it); -1 = unlabelled.
-        texts: list[str] = []
-        ids: list[int] = []
-        for text, label in zip(raw_texts, raw_labels, strict=True):
-            if not isinstance(text, str) or not text.strip() or label is None or label < 0:
-                continue
-            texts.append(text)
-            ids.append(int(label))
-        return texts, ids, [str(n) for n in class_names]
-    keep = [
-        (t, y)
-        for t, y in zip(raw_texts, raw_labels, strict=True)
-        if isinstance(t, str) and t.strip()
-    ]
-    texts = [t for t, _ in keep]
-    ids, names = encode_labels([y for _, y in keep], f"hub:{spec}")
-    return texts, ids, names
+    parts: list[FileRows] = []
+    class_names: list[str] | None = None
+    splits = [("data.hub_split", cfg.hub_split)]
+    if cfg.hub_eval_split is not None:
+        splits.append(("data.hub_eval_split", cfg.hub_eval_split))
+    for field_name, split in splits:
+        try:
+            ds: Any = datasets.load_dataset(dataset_id, config_name or None, split=split)
+        except Exception as e:  # the library raises many kinds: not found, bad split, network
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(
+                f"cannot load hub dataset {spec!r} split {split!r} ({field_name}): {msg}"
+            ) from e
+        rows, class_names = _hub_rows(ds, cfg, f"{where} split {split!r}")
+        parts.append(rows)
+    merged = FileRows(
+        texts=[t for r in parts for t in r.texts],
+        pairs=[t for r in parts for t in (r.pairs or [])] if cfg.text_pair_field else None,
+        labels=[v for r in parts for v in r.labels],
+    )
+    if class_names is not None and cfg.label_delimiter is None:
+        index = {n: i for i, n in enumerate(class_names)}
+        labels: list[Any] = [index[str(v[0])] for v in merged.labels]
+        names = class_names
+    else:
+        labels, names = _encode(merged, cfg, where)
+    given = len(parts[0].texts) if len(parts) > 1 else None
+    return Loaded(
+        merged.texts, labels, names, where, merged.pairs, cfg.multi_label, given_eval=given
+    )
 
 
-def load_source(cfg: DataConfig) -> tuple[list[str], list[int], list[str], str]:
-    """All usable examples of the source: texts, label ids, label names, a description."""
+def load_source(cfg: DataConfig) -> Loaded:
+    """All usable examples of the source."""
     scheme, _, rest = cfg.source.partition(":")
     if scheme == "builtin":
         if cfg.source == "builtin:rotten_tomatoes":
-            return (*_load_rotten_tomatoes(), "the rotten tomatoes corpus")
+            return Loaded(*_load_rotten_tomatoes(), "the rotten tomatoes corpus")
         if cfg.source == "builtin:vader_tweets":
             texts, ids, names = _load_vader_tweets(cfg.vader_threshold)
             desc = f"the VADER tweets with |mean rating| > {cfg.vader_threshold:g}"
-            return texts, ids, names, desc
+            return Loaded(texts, ids, names, desc)
         raise DataError(
             f"unknown builtin dataset {cfg.source!r}; use one of {', '.join(BUILTIN_SOURCES)}"
         )
     if scheme in ("csv", "jsonl"):
         fmt: Literal["csv", "jsonl"] = "csv" if scheme == "csv" else "jsonl"
-        texts_, raw = read_labeled_file(rest, fmt, cfg.text_field, cfg.label_field)
+        rows = read_rows(rest, fmt, _columns(cfg))
         where = str(_resolve(rest, f"data.source {cfg.source}"))
-        ids, names = encode_labels(raw, where)
-        return texts_, ids, names, where
+        labels, names = _encode(rows, cfg, where)
+        return Loaded(rows.texts, labels, names, where, rows.pairs, cfg.multi_label)
     if scheme == "hub":
-        return (*_load_hub(rest, cfg), f"hub:{rest}")
+        return _load_hub(rest, cfg)
     raise DataError(
         f"unknown data source {cfg.source!r}: use builtin:rotten_tomatoes, builtin:vader_tweets, "
         "csv:PATH, jsonl:PATH or hub:DATASET_ID"

@@ -12,14 +12,16 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-def _as_matrix(x: npt.ArrayLike, name: str) -> FloatArray:
+def _as_matrix(x: npt.ArrayLike, name: str, min_columns: int = 2) -> FloatArray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (n, C); got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 examples); metrics need at least one example")
-    if arr.shape[1] < 2:
-        raise ValueError(f"{name} must have at least 2 classes (columns); got {arr.shape[1]}")
+    if arr.shape[1] < min_columns:
+        raise ValueError(
+            f"{name} must have at least {min_columns} classes (columns); got {arr.shape[1]}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr

@@ -34,8 +34,11 @@ def save_student(
     *,
     onnx: bool = True,
     max_length: int = 512,
+    pair: bool = False,
+    multi_label: bool = False,
 ) -> Path:
-    """Write a student folder (see the module doc); ``extra`` goes to ``kdsearch.json``."""
+    """Write a student folder (see the module doc); ``extra`` goes to ``kdsearch.json``.
+    ``pair``: the student reads sentence pairs; ``multi_label``: a sigmoid per label."""
     from .early_exit import EARLY_EXIT_KEY, EarlyExitModel
     from .export import export_onnx
     from .export_exits import export_exit_graphs
@@ -51,13 +54,19 @@ def save_student(
         "id2label": dict(enumerate(label_names)),
         "family": student.family,
         "max_length": max_length,
+        "text_pair": pair,
+        "multi_label": multi_label,
     }
     if extra:
         (out / RUN_JSON).write_text(json.dumps(extra, indent=2, sort_keys=True))
     if onnx:
-        export_onnx(student, out, tokenizer, max_length=max_length)
+        export_onnx(student, out, tokenizer, max_length=max_length, pair=pair)
     if isinstance(student, EarlyExitModel):
-        graphs = export_exit_graphs(student, out, tokenizer, max_length=max_length) if onnx else []
+        graphs = (
+            export_exit_graphs(student, out, tokenizer, max_length=max_length, pair=pair)
+            if onnx
+            else []
+        )
         labels[EARLY_EXIT_KEY] = {**student.meta(), "graphs": graphs}
     (out / LABELS_JSON).write_text(json.dumps(labels, indent=2))
     return out

@@ -52,9 +52,18 @@ class DataConfig(_Strict):
 
     source: str = "builtin:rotten_tomatoes"
     text_field: str = "text"
+    # Sentence-pair tasks (MRPC, RTE, NLI): the second text of each row, fed to the models
+    # as a tokenizer pair (with token type ids where the model has them).
+    text_pair_field: str | None = None
     label_field: str = "label"
-    # Hub datasets: which split to read (validation is carved from it by eval_fraction).
+    # Multi-label tasks: one 0/1 column per label, or one column of labels joined by
+    # ``label_delimiter`` (an empty value: no label applies). Sigmoid per label.
+    label_fields: list[str] | None = Field(default=None, min_length=1, max_length=256)
+    label_delimiter: str | None = Field(default=None, min_length=1, max_length=8)
+    # Hub datasets: which split to read (validation is carved from it by eval_fraction,
+    # unless hub_eval_split names a split to validate on as given).
     hub_split: str = "train"
+    hub_eval_split: str | None = None
     # builtin:vader_tweets: mean rating > threshold is positive, < -threshold negative,
     # the band in between (neutral) is dropped.
     vader_threshold: float = Field(default=0.5, ge=0.0, le=4.0)
@@ -102,6 +111,54 @@ class DataConfig(_Strict):
                 "csv:PATH, jsonl:PATH or hub:DATASET_ID"
             )
         return v
+
+    @property
+    def multi_label(self) -> bool:
+        """Several labels may apply to one row (sigmoid per label), not one class of C."""
+        return self.label_fields is not None or self.label_delimiter is not None
+
+    @model_validator(mode="after")
+    def _task_shape(self) -> DataConfig:
+        from .glue import apply_glue_defaults
+
+        apply_glue_defaults(self)
+        if self.label_fields is not None:
+            if self.label_delimiter is not None:
+                raise ValueError(
+                    "data.label_fields (one 0/1 column per label) and data.label_delimiter "
+                    "(one column of joined labels) are two ways to give multi-label data: "
+                    "set one of them"
+                )
+            if self.label_field != "label":  # the default: a dumped config reads back
+                raise ValueError(
+                    "data.label_fields replaces data.label_field for multi-label data: "
+                    "remove data.label_field"
+                )
+            if len(set(self.label_fields)) != len(self.label_fields):
+                raise ValueError(f"data.label_fields repeats a column: {self.label_fields}")
+        if self.label_delimiter is not None and not self.label_delimiter.strip():
+            raise ValueError("data.label_delimiter must not be blank; use e.g. '|' or ','")
+        pair = self.text_pair_field is not None
+        if pair and self.source.startswith("builtin:"):
+            raise ValueError(
+                f"{self.source} holds single texts; data.text_pair_field needs a csv:, jsonl: "
+                "or hub: source with a second text column"
+            )
+        if pair and self.text_pair_field == self.text_field:
+            raise ValueError("data.text_pair_field must differ from data.text_field")
+        if (pair or self.multi_label) and self.source == "builtin:vader_tweets":
+            raise ValueError("builtin:vader_tweets is single-label, single-text data")
+        if self.multi_label and self.source.startswith("builtin:"):
+            raise ValueError(
+                f"{self.source} is single-label data; multi-label needs a csv:, jsonl: or "
+                "hub: source with data.label_fields or data.label_delimiter"
+            )
+        if pair and (self.transfer is not None or self.augment.copies):
+            raise ValueError(
+                "data.transfer and data.augment make single texts; they do not apply to "
+                "sentence-pair data (data.text_pair_field): remove them"
+            )
+        return self
 
 
 class FinetuneRecipe(_Strict):
@@ -335,7 +392,7 @@ class RunConfig(_Strict):
         from .methods import get_method, method_options
 
         try:
-            get_soft_loss(self.distill.soft_loss)
+            get_soft_loss(self.distill.soft_loss, self.data.multi_label)
             family = get_family(self.student.family)
             method_options(self.distill.method, self.distill.options.get(self.distill.method))
             for name, raw in self.distill.options.items():

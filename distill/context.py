@@ -146,7 +146,7 @@ class RunContext:
             raise ValueError("this study has no test split (data.test_fraction is 0)")
         if self._test is None:
             split = encode(self.teacher.tokenizer, self.splits.test, self.max_length)
-            texts = [e.text for e in self.splits.test]
+            texts = [e.content() for e in self.splits.test]
             logits = cached_logits(
                 self.teacher,
                 split,

@@ -14,8 +14,9 @@ import hashlib
 import json
 import math
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._files import read_labeled_file
 from ._sources import (
@@ -45,8 +46,24 @@ _FINGERPRINT_VERSION = "kdsearch-data-v1"
 
 @dataclass(frozen=True)
 class Example:
+    """One labelled row: a text (and a second text in pair tasks) and its label: a class
+    id, or a 0/1 tuple with one entry per label in multi-label tasks."""
+
     text: str
-    label: int
+    label: Any
+    text_pair: str | None = None
+
+    def key(self) -> str:
+        """The form two rows are compared in (whitespace collapsed, case folded)."""
+        if self.text_pair is None:
+            return text_key(self.text)
+        return text_key(self.text) + "\x1f" + text_key(self.text_pair)
+
+    def content(self) -> str:
+        """The texts as one string, for content hashes."""
+        if self.text_pair is None:
+            return self.text
+        return json.dumps([self.text, self.text_pair], ensure_ascii=False)
 
 
 @dataclass
@@ -61,10 +78,16 @@ class DatasetSplits:
     label_names: list[str]
     source: str
     test: list[Example] = field(default_factory=list)
+    multi_label: bool = False
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        """Sentence-pair rows (each has a second text)."""
+        return any(ex.text_pair is not None for ex in self.train[:1])
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -82,7 +105,10 @@ class DatasetSplits:
         """
         h = hashlib.sha256()
         h.update(_FINGERPRINT_VERSION.encode() + b"\n")
-        h.update(json.dumps([self.source, self.label_names], ensure_ascii=False).encode() + b"\n")
+        head: list[Any] = [self.source, self.label_names]
+        if self.multi_label:
+            head.append("multi_label")
+        h.update(json.dumps(head, ensure_ascii=False).encode() + b"\n")
         parts = [("train", self.train), ("eval", self.eval)]
         if self.test:
             parts.append(("test", self.test))
@@ -90,7 +116,12 @@ class DatasetSplits:
             h.update(json.dumps([split_name, len(split)]).encode() + b"\n")
             for ex in split:
                 # One JSON array per line: newlines inside texts are escaped, so it is unambiguous.
-                h.update(json.dumps([ex.text, ex.label], ensure_ascii=False).encode() + b"\n")
+                row = (
+                    [ex.text, ex.label]
+                    if ex.text_pair is None
+                    else [ex.text, ex.text_pair, ex.label]
+                )
+                h.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
         return h.hexdigest()
 
 
@@ -122,7 +153,9 @@ def _test_count(n: int, fraction: float) -> int:
     return min(max(round(fraction * n), 1), n - 2)
 
 
-def _split(ids: list[int], cfg: DataConfig) -> tuple[list[int], list[int], list[int]]:
+def _split(
+    ids: list[int], cfg: DataConfig, carve_eval: bool = True
+) -> tuple[list[int], list[int], list[int]]:
     """Stratified, seeded split of row indices into (train, eval, test), capped, shuffled.
 
     Per class, the test rows are carved first (the tail of the shuffled class), then the
@@ -142,9 +175,9 @@ def _split(ids: list[int], cfg: DataConfig) -> tuple[list[int], list[int], list[
         test_by[c] = rows[len(rows) - t :]
         rows = rows[: len(rows) - t]
         n = len(rows)
-        k = round(cfg.eval_fraction * n)
+        k = round(cfg.eval_fraction * n) if carve_eval else 0
         # At least one validation example per class, and at least one left for training.
-        k = min(max(k, 1), n - 1) if n >= 2 else min(k, n)
+        k = min(max(k, 1), n - 1) if n >= 2 and carve_eval else min(k, n)
         eval_by[c] = rows[:k]
         train_by[c] = rows[k:]
     train_by = _cap(train_by, cfg.max_train)
@@ -159,20 +192,26 @@ def _split(ids: list[int], cfg: DataConfig) -> tuple[list[int], list[int], list[
     return train, evals, test
 
 
-def _unseen(
-    test_idx: list[int], seen_idx: list[int], texts: list[str], ids: list[int]
-) -> list[Example]:
+def _unseen(test: list[Example], seen: list[Example]) -> list[Example]:
     """The test rows whose text (whitespace and case aside) is in no train or validation row
     and not repeated in the test split: corpora repeat texts, and a test row that is also
     trained on is not held out."""
-    seen = {text_key(texts[i]) for i in seen_idx}
+    keys = {ex.key() for ex in seen}
     out = []
-    for i in test_idx:
-        key = text_key(texts[i])
-        if key not in seen:
-            seen.add(key)
-            out.append(Example(texts[i], ids[i]))
+    for ex in test:
+        key = ex.key()
+        if key not in keys:
+            keys.add(key)
+            out.append(ex)
     return out
+
+
+def _groups(labels: list[Any], multi_label: bool) -> list[int]:
+    """The strata of the split: the class, or the exact set of labels of a multi-label row."""
+    if not multi_label:
+        return [int(y) for y in labels]
+    index: dict[Any, int] = {}
+    return [index.setdefault(tuple(y), len(index)) for y in labels]
 
 
 def load_dataset(cfg: DataConfig) -> DatasetSplits:
@@ -182,39 +221,102 @@ def load_dataset(cfg: DataConfig) -> DatasetSplits:
     negative class first); ``builtin:vader_tweets`` → ``["negative", "positive"]``;
     ``csv:``/``jsonl:`` → the label values sorted (numerically when all are integers,
     otherwise lexicographically), kept as strings; ``hub:`` → the ClassLabel names when the
-    label column has them.
+    label column has them. Multi-label data (``data.label_fields`` or
+    ``data.label_delimiter``) gives each row a 0/1 tuple over the label names, and the
+    split is stratified by each row's set of labels.
 
     Per class, ``round(test_fraction * n)`` shuffled examples are held out as the test split
     first (at least 1 when the fraction is above 0 and the class has 3 or more); of the
     rest, ``round(eval_fraction * m)`` (at least 1 when 2 or more are left) go to
     validation; then ``max_train``/``max_eval``/``max_test`` cap the splits keeping class
-    proportions. A test row whose text equals a train or validation row (whitespace and case
-    aside) is dropped from the test split. With ``test_fraction: 0`` train and validation
-    are what they were before the test split existed. The same config always gives the
-    same splits, in the same order.
+    proportions. A hub validation split named by ``data.hub_eval_split`` is validated on as
+    given (capped by ``max_eval``) instead. A test row whose text equals a train or
+    validation row (whitespace and case aside) is dropped from the test split. With
+    ``test_fraction: 0`` train and validation are what they were before the test split
+    existed. The same config always gives the same splits, in the same order.
 
     Raises DataError (missing file/column, no usable rows, a single class, validation labels
     with no training examples, malformed or non-UTF-8 files, hub without network).
     """
-    texts, ids, names, where = load_source(cfg)
-    if not texts:
+    src = load_source(cfg)
+    names, where = src.names, src.where
+    if not src.texts:
         raise DataError(
             f"no usable examples in {where} (every row was empty or filtered out); "
-            "check data.source, data.text_field and (for vader_tweets) data.vader_threshold"
+            "check data.source, data.text_field, data.text_pair_field and (for vader_tweets) "
+            "data.vader_threshold"
         )
-    present = Counter(ids)
+    rows = [
+        Example(t, y, src.pairs[i] if src.pairs is not None else None)
+        for i, (t, y) in enumerate(zip(src.texts, src.labels, strict=True))
+    ]
+    _check_labels(rows, names, where, src.multi_label)
+    groups = _groups(src.labels, src.multi_label)
+    given = src.given_eval if src.given_eval is not None else len(rows)
+    train_idx, eval_idx, test_idx = _split(groups[:given], cfg, carve_eval=given == len(rows))
+    if given < len(rows):
+        rng = random.Random(cfg.seed)
+        by_group: dict[int, list[int]] = defaultdict(list)
+        for i in range(given, len(rows)):
+            by_group[groups[i]].append(i)
+        capped = _cap(by_group, cfg.max_eval)
+        eval_idx = sorted(i for c in capped for i in capped[c])
+        rng.shuffle(eval_idx)
+    train = [rows[i] for i in train_idx]
+    evals = [rows[i] for i in eval_idx]
+    test = _unseen([rows[i] for i in test_idx], train + evals)
+    _check_split(train, evals, names, where, cfg, src.multi_label)
+    return DatasetSplits(
+        train=train,
+        eval=evals,
+        label_names=list(names),
+        source=cfg.source,
+        test=test,
+        multi_label=src.multi_label,
+    )
+
+
+def _positives(rows: list[Example], multi_label: bool) -> set[int]:
+    """The labels with at least one example among ``rows``."""
+    if not multi_label:
+        return {int(ex.label) for ex in rows}
+    return {c for ex in rows for c, v in enumerate(ex.label) if v}
+
+
+def _check_labels(rows: list[Example], names: list[str], where: str, multi_label: bool) -> None:
+    present = _positives(rows, multi_label)
+    if multi_label:
+        absent = [names[c] for c in range(len(names)) if c not in present]
+        if not names or absent:
+            raise DataError(
+                f"multi-label data needs at least one example of every label; "
+                f"{', '.join(repr(n) for n in absent) or 'no label'} never applies in {where} "
+                f"({len(rows)} examples): drop those columns from data.label_fields or add data"
+            )
+        always = [names[c] for c in range(len(names)) if all(ex.label[c] for ex in rows)]
+        if always:
+            raise DataError(
+                f"labels {', '.join(repr(n) for n in always)} apply to every example in "
+                f"{where}: a label needs negative examples too"
+            )
+        return
     if len(present) < 2:
         only = names[next(iter(present))]
         raise DataError(
             f"classification needs at least 2 classes, found only {only!r} in {where} "
-            f"({len(texts)} examples); check data.label_field or add examples of other classes"
+            f"({len(rows)} examples); check data.label_field or add examples of other classes"
         )
-    train_idx, eval_idx, test_idx = _split(ids, cfg)
-    train = [Example(texts[i], ids[i]) for i in train_idx]
-    evals = [Example(texts[i], ids[i]) for i in eval_idx]
-    test = _unseen(test_idx, train_idx + eval_idx, texts, ids)
-    train_labels = {ex.label for ex in train}
-    orphan = sorted({ex.label for ex in evals} - train_labels)
+
+
+def _check_split(
+    train: list[Example],
+    evals: list[Example],
+    names: list[str],
+    where: str,
+    cfg: DataConfig,
+    multi_label: bool,
+) -> None:
+    orphan = sorted(_positives(evals, multi_label) - _positives(train, multi_label))
     if orphan:
         orphan_names = ", ".join(repr(names[c]) for c in orphan)
         cap = f" after capping to data.max_train={cfg.max_train}" if cfg.max_train else ""
@@ -229,6 +331,3 @@ def load_dataset(cfg: DataConfig) -> DatasetSplits:
         )
     if not train:
         raise DataError(f"no training examples in {where}; add more data")
-    return DatasetSplits(
-        train=train, eval=evals, label_names=list(names), source=cfg.source, test=test
-    )

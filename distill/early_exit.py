@@ -125,9 +125,12 @@ class EarlyExitModel(StudentModel):
     def _layers(self) -> nn.ModuleList:
         return encoder_layers(self.backbone.model)
 
-    def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def _embed(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         base: Any = self.backbone.model.base_model
-        out: torch.Tensor = base.embeddings(input_ids=input_ids)
+        segments = token_type_ids if self.backbone.takes_segments() else None
+        out: torch.Tensor = base.embeddings(input_ids=input_ids, token_type_ids=segments)
         return out
 
     def _mask(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -165,26 +168,32 @@ class EarlyExitModel(StudentModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         needs: frozenset[str] = frozenset(),
+        token_type_ids: torch.Tensor | None = None,
     ) -> ModelOutputs:
         if EXITS in needs:
-            return self.all_exits(input_ids, attention_mask)
+            return self.all_exits(input_ids, attention_mask, token_type_ids)
         if self.training or self.speed <= 0.0:
-            out = self.backbone(input_ids, attention_mask, needs)
+            out = self.backbone(input_ids, attention_mask, needs, token_type_ids)
             if not self.training:
                 out.exit_layer = torch.full(
                     (input_ids.shape[0],), self.num_layers, dtype=torch.long
                 )
             return out
-        return self.early(input_ids, attention_mask, self.speed)
+        return self.early(input_ids, attention_mask, self.speed, token_type_ids)
 
-    def all_exits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ModelOutputs:
+    def all_exits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> ModelOutputs:
         """Every exit's logits for every row. The backbone runs frozen (no gradient, no
         dropout): this is how the exits are trained, by self-distillation."""
         was_training = self.backbone.training
         self.backbone.eval()
         try:
             with torch.no_grad():
-                hidden = self._embed(input_ids)
+                hidden = self._embed(input_ids, token_type_ids)
                 mask = self._mask(attention_mask, hidden.dtype)
                 states = []
                 for i in range(self.num_layers):
@@ -200,11 +209,15 @@ class EarlyExitModel(StudentModel):
         return ModelOutputs(final, exits=exits)
 
     def early(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, speed: float
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        speed: float,
+        token_type_ids: torch.Tensor | None = None,
     ) -> ModelOutputs:
         """Layer by layer; a row leaves at its first exit with uncertainty <= ``speed``."""
         n = input_ids.shape[0]
-        hidden = self._embed(input_ids)
+        hidden = self._embed(input_ids, token_type_ids)
         mask = self._mask(attention_mask, hidden.dtype)
         active = torch.arange(n, device=input_ids.device)
         logits: torch.Tensor | None = None

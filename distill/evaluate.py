@@ -45,7 +45,7 @@ def _eval_passes(
         for batch in eval_batches(split, batch_size, pad_id):
             b = batch.to(device)
             with torch.no_grad(), autocast(device, bf16):
-                result = model(b.input_ids, b.attention_mask, needs)
+                result = model(b.input_ids, b.attention_mask, needs, b.token_type_ids)
             yield batch, result
 
 
@@ -144,7 +144,7 @@ def measure_latency_ms(
         start = time.perf_counter()
         for b in picked:
             with autocast(device, bf16):
-                model(b.input_ids, b.attention_mask)
+                model(b.input_ids, b.attention_mask, frozenset(), b.token_type_ids)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - start

@@ -1,5 +1,7 @@
 """ONNX export of any student family: ``(input_ids, attention_mask) -> logits``.
 
+A sentence-pair student's graph takes ``token_type_ids`` (the segment ids) as a third input.
+
 The graph has dynamic batch and sequence axes and sits next to the tokenizer files and
 ``labels.json``, so onnxruntime alone (no torch) can serve it. The exported logits are
 checked against torch's on a probe batch before the file is kept.
@@ -27,18 +29,21 @@ OUTPUT_NAME = "logits"
 OPSET = 18
 
 
-def _probe_batch(tokenizer: Any, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two rows of different lengths, padded: the exporter sees real padding."""
+def input_names(pair: bool) -> list[str]:
+    return [*INPUT_NAMES, "token_type_ids"] if pair else list(INPUT_NAMES)
+
+
+def probe_batch(tokenizer: Any, max_length: int, pair: bool = False) -> dict[str, torch.Tensor]:
+    """Two rows of different lengths, padded: the exporter sees real padding. Pair
+    students get two text pairs and their segment ids."""
+    from .batching import collate, encode
+    from .data import Example
+
     texts = ["a short one", "a somewhat longer example sentence, so the batch has padding"]
-    enc = tokenizer(
-        texts,
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-        return_token_type_ids=False,
-    )
-    return enc["input_ids"], enc["attention_mask"]
+    seconds = ["and a second text, longer than the first", "short"]
+    rows = [Example(t, 0, s if pair else None) for t, s in zip(texts, seconds, strict=True)]
+    batch = collate(encode(tokenizer, rows, max_length), [0, 1], int(tokenizer.pad_token_id or 0))
+    return {name: value for name, value in batch.model_inputs().items()}
 
 
 def export_onnx(
@@ -48,6 +53,7 @@ def export_onnx(
     *,
     max_length: int = 512,
     atol: float = 1e-4,
+    pair: bool = False,
 ) -> Path:
     """Write ``folder/model.onnx`` and check it against torch (max abs diff <= ``atol``)."""
     path = folder / ONNX_FILE
@@ -56,15 +62,16 @@ def export_onnx(
     student.set_attention("sdpa")
     student.eval()
     module = student.onnx_module().cpu()
-    ids, mask = _probe_batch(tokenizer, max_length)
+    probe = probe_batch(tokenizer, max_length, pair)
+    args = tuple(probe.values())
     try:
-        trace_to_onnx(module, (ids, mask), path, INPUT_NAMES, [OUTPUT_NAME])
+        trace_to_onnx(module, args, path, input_names(pair), [OUTPUT_NAME])
         with torch.no_grad():
-            expected = module(ids, mask).float().numpy()
+            expected = module(*args).float().numpy()
     finally:
         student.to(device)
         student.train(was_training)
-    got = run_onnx(path, ids.numpy(), mask.numpy())
+    got = run_onnx(path, *(a.numpy() for a in args))
     diff = float(np.max(np.abs(got - expected)))
     if diff > atol:
         path.unlink(missing_ok=True)
@@ -106,7 +113,12 @@ def trace_to_onnx(
         )
 
 
-def run_onnx(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+def run_onnx(
+    path: Path,
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    token_type_ids: np.ndarray | None = None,
+) -> np.ndarray:
     """Logits from an exported student with onnxruntime on the CPU."""
     import onnxruntime as ort
 
@@ -115,5 +127,7 @@ def run_onnx(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> n
         "input_ids": input_ids.astype(np.int64),
         "attention_mask": attention_mask.astype(np.int64),
     }
+    if token_type_ids is not None:
+        feeds["token_type_ids"] = token_type_ids.astype(np.int64)
     (logits,) = session.run([OUTPUT_NAME], feeds)
     return np.asarray(logits, dtype=np.float32)

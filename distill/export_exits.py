@@ -20,7 +20,7 @@ from torch import nn
 
 from .early_exit import EarlyExitModel
 from .errors import ModelError
-from .export import _probe_batch, trace_to_onnx
+from .export import probe_batch, trace_to_onnx
 
 EXITS_DIR = "exits"
 
@@ -38,16 +38,25 @@ class LayerGraph(nn.Module):
         self.model, self.i = model, i
 
     def forward(
-        self, x: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model
-        hidden = m._embed(x) if self.i == 0 else x
+        hidden = m._embed(x, token_type_ids) if self.i == 0 else x
         hidden = m._layer(self.i, hidden, m._mask(attention_mask, hidden.dtype))
         return hidden, m.exit_logits(self.i, hidden, attention_mask)
 
 
 def export_exit_graphs(
-    model: EarlyExitModel, folder: Path, tokenizer: Any, *, max_length: int, atol: float = 1e-4
+    model: EarlyExitModel,
+    folder: Path,
+    tokenizer: Any,
+    *,
+    max_length: int,
+    atol: float = 1e-4,
+    pair: bool = False,
 ) -> list[str]:
     """Write every layer's graph under ``folder/exits/``; the names, relative to ``folder``."""
     from .onnx_runtime import run_exit_graphs
@@ -57,22 +66,31 @@ def export_exit_graphs(
     model.eval()
     model.cpu()
     (folder / EXITS_DIR).mkdir(exist_ok=True)
-    ids, mask = _probe_batch(tokenizer, max_length)
+    probe = probe_batch(tokenizer, max_length, pair)
+    ids, mask, types = probe["input_ids"], probe["attention_mask"], probe.get("token_type_ids")
     names = [graph_name(i + 1) for i in range(model.num_layers)]
     try:
         x = ids
         for i, name in enumerate(names):
             inputs = ["input_ids" if i == 0 else "previous_hidden", "attention_mask"]
+            args: tuple[torch.Tensor, ...] = (x, mask)
+            if i == 0 and types is not None:
+                inputs, args = [*inputs, "token_type_ids"], (x, mask, types)
             graph = LayerGraph(model, i)
-            trace_to_onnx(graph, (x, mask), folder / name, inputs, ["hidden", "logits"])
+            trace_to_onnx(graph, args, folder / name, inputs, ["hidden", "logits"])
             with torch.no_grad():
-                x, _ = graph(x, mask)
+                x, _ = graph(*args)
         with torch.no_grad():
-            expected = [e.float().numpy() for e in model.all_exits(ids, mask).exits or ()]
+            expected = [e.float().numpy() for e in model.all_exits(ids, mask, types).exits or ()]
     finally:
         model.to(device)
         model.train(was_training)
-    got = run_exit_graphs([str(folder / n) for n in names], ids.numpy(), mask.numpy())
+    got = run_exit_graphs(
+        [str(folder / n) for n in names],
+        ids.numpy(),
+        mask.numpy(),
+        types.numpy() if types is not None else None,
+    )
     diff = max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected, strict=True))
     if diff > atol:
         shutil.rmtree(folder / EXITS_DIR, ignore_errors=True)

@@ -47,6 +47,8 @@ def score_on_test(
         **m.options(),
     )
     metrics.update(exit_metrics(layers))
+    if ctx.splits.multi_label:  # no per-row bootstrap for multi-label yet
+        return metrics, RowOutcomes(pred=[], p_ref=[])
     probs = softmax(logits.numpy())
     r = m.reference_class
     rows = RowOutcomes(

@@ -16,11 +16,15 @@ from .errors import ConfigError
 
 SoftLoss = Callable[[torch.Tensor, torch.Tensor, float, bool], torch.Tensor]
 _SOFT: dict[str, SoftLoss] = {}
+_SOFT_MULTI: dict[str, SoftLoss] = {}  # the same losses for multi-label (a sigmoid per label)
 
 
-def register_soft_loss(name: str) -> Callable[[SoftLoss], SoftLoss]:
+def register_soft_loss(name: str, *, multi_label: bool = False) -> Callable[[SoftLoss], SoftLoss]:
+    """Register a soft loss under ``name``; ``multi_label=True`` registers its version for
+    multi-label tasks (per-label binary distributions)."""
+
     def deco(fn: SoftLoss) -> SoftLoss:
-        _SOFT[name] = fn
+        (_SOFT_MULTI if multi_label else _SOFT)[name] = fn
         return fn
 
     return deco
@@ -30,13 +34,19 @@ def available_soft_losses() -> list[str]:
     return sorted(_SOFT)
 
 
-def get_soft_loss(name: str) -> SoftLoss:
-    try:
-        return _SOFT[name]
-    except KeyError:
+def get_soft_loss(name: str, multi_label: bool = False) -> SoftLoss:
+    if name not in _SOFT:
         raise ConfigError(
             f"unknown distill.soft_loss {name!r}: use one of {', '.join(available_soft_losses())}"
-        ) from None
+        )
+    if not multi_label:
+        return _SOFT[name]
+    if name not in _SOFT_MULTI:
+        raise ConfigError(
+            f"distill.soft_loss {name!r} has no multi-label version: use one of "
+            f"{', '.join(sorted(_SOFT_MULTI))}"
+        )
+    return _SOFT_MULTI[name]
 
 
 @register_soft_loss("soft_ce")
@@ -83,9 +93,72 @@ def logit_mse(
     return (diff * diff).sum(-1).mean()
 
 
+# ---------------------------------------------------------------- multi-label
+# Each label is its own binary distribution (sigmoid(z / T), 1 - sigmoid(z / T)); the loss is
+# the binary version of the single-label one, summed over labels, averaged over rows.
+
+
+def _binary_targets(teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+    return torch.sigmoid(teacher_logits.float() / t)
+
+
+@register_soft_loss("soft_ce", multi_label=True)
+def binary_soft_cross_entropy(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    t2_scaling: bool = True,
+) -> torch.Tensor:
+    """Per label, the binary cross-entropy of the student's sigmoid(z/T) against the
+    teacher's; summed over labels, batch mean."""
+    t = temperature
+    target = _binary_targets(teacher_logits, t)
+    per = F.binary_cross_entropy_with_logits(student_logits.float() / t, target, reduction="none")
+    loss = per.sum(-1).mean()
+    return loss * (t * t) if t2_scaling else loss
+
+
+@register_soft_loss("kl", multi_label=True)
+def binary_kl_divergence(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    t2_scaling: bool = True,
+) -> torch.Tensor:
+    """Per label, binary KL(teacher_T || student_T); summed over labels, batch mean. It is
+    the binary soft cross-entropy minus the teacher's binary entropy (0 when they match)."""
+    t = temperature
+    zt, zs = teacher_logits.float() / t, student_logits.float() / t
+    p = torch.sigmoid(zt)
+    # log p = logsigmoid(z), log(1 - p) = logsigmoid(-z): stable at large |z|
+    kl = p * (F.logsigmoid(zt) - F.logsigmoid(zs)) + (1 - p) * (
+        F.logsigmoid(-zt) - F.logsigmoid(-zs)
+    )
+    loss = kl.sum(-1).mean()
+    return loss * (t * t) if t2_scaling else loss
+
+
+register_soft_loss("logit_mse", multi_label=True)(logit_mse)
+
+
+def hard_binary_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy per label on the true 0/1 labels, summed over labels and
+    averaged over the rows that have labels (unlabelled rows hold -1)."""
+    labelled = (labels >= 0).all(-1)
+    if not bool(labelled.any()):
+        return student_logits.float().sum() * 0.0
+    per = F.binary_cross_entropy_with_logits(
+        student_logits.float()[labelled], labels[labelled].float(), reduction="none"
+    )
+    return per.sum(-1).mean()
+
+
 def hard_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy on the true labels, averaged over the rows that have one (label >= 0);
-    0 for a batch of unlabelled (transfer) rows only."""
+    0 for a batch of unlabelled (transfer) rows only. A 0/1 label matrix (multi-label)
+    gets :func:`hard_binary_cross_entropy`."""
+    if labels.dim() == 2:
+        return hard_binary_cross_entropy(student_logits, labels)
     labelled = labels >= 0
     if bool(labelled.all()):
         return F.cross_entropy(student_logits.float(), labels)
@@ -104,8 +177,9 @@ def prediction_loss(
     alpha: float,
     t2_scaling: bool,
 ) -> torch.Tensor:
-    """``(1 - alpha) * soft + alpha * hard``; alpha = 0 is pure distillation."""
-    soft_fn = get_soft_loss(soft_loss)
+    """``(1 - alpha) * soft + alpha * hard``; alpha = 0 is pure distillation. A 0/1 label
+    matrix (multi-label) takes the soft loss's per-label binary version."""
+    soft_fn = get_soft_loss(soft_loss, multi_label=labels.dim() == 2)
     total = student_logits.new_zeros((), dtype=torch.float32)
     if alpha < 1.0:
         total = total + (1.0 - alpha) * soft_fn(

@@ -17,6 +17,10 @@ Adding a metric is its function plus one :func:`register_metric` line::
 
 Metrics without a function (``params``, ``latency_ms``, ...) are measured by the engine
 itself and only described here.
+
+Multi-label tasks (labels an (n, L) 0/1 matrix, a sigmoid per label) use each metric's
+``multi`` function instead: the per-label analogue, macro-averaged (see
+:mod:`distill.multilabel_metrics`). A metric without one is undefined (None) there.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +47,9 @@ from .metrics import (
     f1_macro,
     kl_teacher_student,
     softmax,
+    spearman,
 )
+from .multilabel_metrics import LabelStat, multilabel_metrics, sigmoid
 
 __all__ = [
     "Evaluation",
@@ -52,9 +58,11 @@ __all__ = [
     "computed_names",
     "confidence_metrics",
     "display_names",
+    "evaluation",
     "format_value",
     "get_metric",
     "objective_metrics",
+    "per_label_metrics",
     "register_metric",
     "worst_value",
 ]
@@ -76,14 +84,28 @@ class Evaluation:
     ece_mode: EceMode = "top_label"
     decision_class: int | None = None  # None: the last class
     decision_thresholds: tuple[float, ...] = (0.6, 0.9)
+    multi_label: bool = False  # labels: an (n, L) 0/1 matrix, a sigmoid per label
 
     @cached_property
     def teacher_probs(self) -> FloatArray:
-        return softmax(self.teacher_logits)
+        """Softmax probabilities, or each label's sigmoid when multi-label."""
+        return sigmoid(self.teacher_logits) if self.multi_label else softmax(self.teacher_logits)
 
     @cached_property
     def student_probs(self) -> FloatArray:
-        return softmax(self.student_logits)
+        return sigmoid(self.student_logits) if self.multi_label else softmax(self.student_logits)
+
+    @cached_property
+    def multi(self) -> dict[str, LabelStat | float]:
+        """The multi-label metrics, per label and macro-averaged."""
+        return multilabel_metrics(
+            self.teacher_logits, self.student_logits, self.labels, self.ece_bins
+        )
+
+    def macro(self, name: str) -> float | None:
+        """A multi-label metric's macro average."""
+        stat = self.multi[name]
+        return stat.macro if isinstance(stat, LabelStat) else float(stat)
 
     @cached_property
     def sigma(self) -> SigmaResult:
@@ -95,8 +117,9 @@ class Evaluation:
         n_classes = self.teacher_probs.shape[1]
         c = n_classes - 1 if self.decision_class is None else self.decision_class
         if not 0 <= c < n_classes:
+            kind = "labels" if self.multi_label else "classes"
             raise ValueError(
-                f"metrics.decision_class is {c} but the data has {n_classes} classes (0..."
+                f"metrics.decision_class is {c} but the data has {n_classes} {kind} (0..."
                 f"{n_classes - 1})"
             )
         return decision_flips(
@@ -129,6 +152,7 @@ class Metric:
     fmt: str = ".4f"
     compute: Callable[[Evaluation], Value] | None = None
     shown: bool = True
+    multi: Callable[[Evaluation], Value] | None = None  # its multi-label analogue
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -202,31 +226,77 @@ def confidence_metrics(
     teacher_logits: npt.ArrayLike,
     student_logits: npt.ArrayLike,
     labels: npt.ArrayLike,
+    **options: Any,
+) -> dict[str, Value]:
+    """Every registered metric that has a function, from held-out logits.
+
+    Keys are :func:`computed_names`; values are plain Python scalars or ``None`` (JSON-safe).
+    ``labels`` of shape (n, L) with 0/1 entries make it a multi-label evaluation.
+    ``options``: those of :func:`evaluation` (``MetricsConfig.options()`` gives them).
+    """
+    e = evaluation(teacher_logits, student_logits, labels, **options)
+    out: dict[str, Value] = {}
+    for m in _METRICS.values():
+        if m.compute is not None:
+            fn = (m.multi if e.multi_label else m.compute) or (lambda _: None)
+            value = fn(e)
+            out[m.name] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
+def evaluation(
+    teacher_logits: npt.ArrayLike,
+    student_logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
     *,
     reference_class: int = 0,
     ece_bins: int = 10,
     ece_mode: EceMode = "top_label",
     decision_class: int | None = None,
     decision_thresholds: Sequence[float] = (0.6, 0.9),
-) -> dict[str, Value]:
-    """Every registered metric that has a function, from held-out logits.
-
-    Keys are :func:`computed_names`; values are plain Python scalars or ``None`` (JSON-safe).
-    """
-    tl = _as_matrix(teacher_logits, "teacher_logits")
-    sl = _as_matrix(student_logits, "student_logits")
+) -> Evaluation:
+    """The checked inputs of :func:`confidence_metrics` (2-D labels: multi-label)."""
+    multi_label = np.ndim(labels) == 2
+    tl = _as_matrix(teacher_logits, "teacher_logits", 1 if multi_label else 2)
+    sl = _as_matrix(student_logits, "student_logits", 1 if multi_label else 2)
     _check_pair(tl, sl, "teacher_logits", "student_logits")
     _check_bins(ece_bins, ece_mode)
-    y = _as_labels(labels, tl.shape[0], tl.shape[1])
-    e = Evaluation(
-        tl, sl, y, reference_class, ece_bins, ece_mode, decision_class, tuple(decision_thresholds)
+    if multi_label:
+        y = np.asarray(labels)
+        if y.shape != tl.shape or not np.all((y == 0) | (y == 1)):
+            raise ValueError(
+                f"multi-label labels must be a 0/1 matrix of shape {tl.shape}; got {y.shape}"
+            )
+        y = y.astype(np.int64)
+    else:
+        y = _as_labels(labels, tl.shape[0], tl.shape[1])
+    return Evaluation(
+        tl,
+        sl,
+        y,
+        reference_class,
+        ece_bins,
+        ece_mode,
+        decision_class,
+        tuple(decision_thresholds),
+        multi_label,
     )
-    out: dict[str, Value] = {}
-    for m in _METRICS.values():
-        if m.compute is not None:
-            value = m.compute(e)
-            out[m.name] = value.item() if isinstance(value, np.generic) else value
+
+
+def per_label_metrics(e: Evaluation, label_names: Sequence[str]) -> dict[str, dict[str, Value]]:
+    """A multi-label evaluation's per-label values, by label name then metric name."""
+    out: dict[str, dict[str, Value]] = {str(n): {} for n in label_names}
+    for name, stat in e.multi.items():
+        if isinstance(stat, LabelStat):
+            for label, value in zip(label_names, stat.per_label, strict=True):
+                out[str(label)][name] = value
     return out
+
+
+def _flat_spearman(e: Evaluation) -> float | None:
+    """Multi-label: Spearman correlation of the two models' per-label probabilities, every
+    (example, label) pair pooled."""
+    return spearman(e.teacher_probs.ravel(), e.student_probs.ravel())
 
 
 # --------------------------------------------------------------------------- the built-ins
@@ -239,6 +309,7 @@ for _metric in (
         "maximize",
         worst=0.0,
         compute=lambda e: accuracy(e.labels, e.student_probs),
+        multi=lambda e: e.macro("exact_match"),
     ),
     Metric(
         "f1_macro",
@@ -246,11 +317,13 @@ for _metric in (
         "maximize",
         worst=0.0,
         compute=lambda e: f1_macro(e.labels, e.student_probs),
+        multi=lambda e: e.macro("f1_macro"),
     ),
     Metric(
         "teacher_accuracy",
         "the teacher's accuracy on the same examples (context, not a target)",
         compute=lambda e: accuracy(e.labels, e.teacher_probs),
+        multi=lambda e: e.macro("teacher_exact_match"),
     ),
     Metric(
         "agreement",
@@ -258,6 +331,7 @@ for _metric in (
         "maximize",
         worst=0.0,
         compute=lambda e: agreement(e.teacher_probs, e.student_probs),
+        multi=lambda e: e.macro("agreement"),
     ),
     Metric(
         "conf_sigma",
@@ -266,6 +340,7 @@ for _metric in (
         "minimize",
         worst=1.0,
         compute=lambda e: e.sigma.value,
+        multi=lambda e: e.macro("conf_sigma"),
     ),
     Metric(
         "conf_sigma_defined",
@@ -273,12 +348,14 @@ for _metric in (
         fmt="",
         compute=lambda e: e.sigma.defined,
         shown=False,
+        multi=lambda e: e.macro("conf_sigma") is not None,
     ),
     Metric(
         "n_both_correct",
         "how many examples both models classify correctly (conf_sigma's sample)",
         fmt="d",
         compute=lambda e: e.sigma.n_both_correct,
+        multi=lambda e: int(e.macro("n_both_correct") or 0),
     ),
     Metric(
         "decision_flip_rate",
@@ -288,6 +365,7 @@ for _metric in (
         "minimize",
         worst=1.0,
         compute=lambda e: e.flips.rate,
+        multi=lambda e: e.flips.rate,
     ),
     Metric(
         "conf_mae",
@@ -295,6 +373,7 @@ for _metric in (
         "minimize",
         worst=1.0,
         compute=lambda e: conf_mae(e.teacher_probs, e.student_probs),
+        multi=lambda e: e.macro("conf_mae"),
     ),
     Metric(
         "conf_bias",
@@ -303,6 +382,7 @@ for _metric in (
         "minimize",
         worst=1.0,
         compute=lambda e: conf_bias(e.teacher_probs, e.student_probs, e.labels),
+        multi=lambda e: e.macro("conf_bias"),
     ),
     Metric(
         "kl_teacher_student",
@@ -310,11 +390,13 @@ for _metric in (
         "minimize",
         worst=1e6,
         compute=lambda e: kl_teacher_student(e.teacher_logits, e.student_logits),
+        multi=lambda e: e.macro("kl_teacher_student"),
     ),
     Metric(
         "ece_teacher",
         "the teacher's expected calibration error (context, not a target)",
         compute=lambda e: e.ece[0],
+        multi=lambda e: e.macro("ece_teacher"),
     ),
     Metric(
         "ece_student",
@@ -322,6 +404,7 @@ for _metric in (
         "minimize",
         worst=1.0,
         compute=lambda e: e.ece[1],
+        multi=lambda e: e.macro("ece_student"),
     ),
     Metric(
         "ece_gap",
@@ -329,6 +412,7 @@ for _metric in (
         "minimize",
         worst=1.0,
         compute=lambda e: e.ece[2],
+        multi=lambda e: e.macro("ece_gap"),
     ),
     Metric(
         "conf_spearman",
@@ -336,6 +420,7 @@ for _metric in (
         "maximize",
         worst=-1.0,
         compute=lambda e: conf_spearman(e.teacher_probs, e.student_probs),
+        multi=lambda e: _flat_spearman(e),
     ),
     Metric("params", "the student's parameter count", "minimize", worst=1e12, fmt=",d"),
     Metric(

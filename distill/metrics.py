@@ -61,6 +61,7 @@ __all__ = [
     "log_softmax",
     "reliability_bins",
     "softmax",
+    "spearman",
 ]
 
 
@@ -227,10 +228,16 @@ def conf_spearman(teacher_probs: npt.ArrayLike, student_probs: npt.ArrayLike) ->
     than 2 examples or either side's confidences are all equal.
     """
     t, s = _pair(teacher_probs, student_probs)
-    if t.shape[0] < 2:
+    return spearman(t.max(axis=1), s.max(axis=1))
+
+
+def spearman(x: FloatArray, y: FloatArray) -> float | None:
+    """Spearman rank correlation of two equal-length vectors (average ranks for ties);
+    ``None`` below 2 values or when either side is constant."""
+    if x.shape[0] < 2:
         return None
-    rt = _average_ranks(t.max(axis=1))
-    rs = _average_ranks(s.max(axis=1))
+    rt = _average_ranks(x)
+    rs = _average_ranks(y)
     dt = rt - rt.mean()
     ds = rs - rs.mean()
     denom = math.sqrt(float(np.sum(dt * dt)) * float(np.sum(ds * ds)))

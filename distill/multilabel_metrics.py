@@ -14,10 +14,15 @@ defined, with the per-label values kept (``per_label``):
 - ``agreement``: per label, the share of examples both models decide alike;
 - ``kl_teacher_student``: per label, the mean binary KL(teacher || student);
 - ``ece_student`` / ``ece_teacher`` / ``ece_gap``: per label, the binary top-label ECE
-  (confidence ``max(p, 1 - p)`` of the side predicted), 10 equal-width bins.
+  (confidence ``max(p, 1 - p)`` of the side predicted), ``n_bins`` equal-width bins;
+- ``conf_mae``: per label, the mean ``|p_teacher(l|x) - p_student(l|x)|`` over all examples;
+- ``conf_bias``: per label, over the examples both get right for it, the mean of the
+  teacher's minus the student's probability of the true side (positive: the student is
+  under-confident);
+- ``n_both_correct``: the (example, label) pairs both models get right (sigma's sample).
 
-tests/test_multilabel_metrics.py checks each on hand-computed cases. Not wired into runs
-yet: the multi-label task (data, sigmoid teacher, per-label soft losses) comes first.
+tests/test_multilabel_metrics.py checks each on hand-computed cases; the metric registry
+(:mod:`distill.metric_registry`) reports them under the single-label metrics' names.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LabelStat", "multilabel_metrics", "per_label_conf_sigma", "sigmoid"]
+__all__ = [
+    "LabelStat",
+    "binary_view",
+    "multilabel_metrics",
+    "per_label_conf_sigma",
+    "sigmoid",
+]
 
 FloatArray = npt.NDArray[np.float64]
 _EPS = 1e-12
@@ -50,6 +61,16 @@ def sigmoid(logits: npt.ArrayLike) -> FloatArray:
     e = np.exp(x[~pos])
     out[~pos] = e / (1.0 + e)
     return out
+
+
+def binary_view(
+    logits: npt.ArrayLike, labels: npt.ArrayLike
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Every (example, label) pair as a two-class row ``[1 - p, p]`` and its 0/1 label: how
+    the single-label plots (reliability, confidence scatter) show a multi-label model."""
+    p = sigmoid(logits).reshape(-1)
+    y = np.asarray(labels).reshape(-1).astype(np.int64)
+    return np.stack([1.0 - p, p], axis=1), y
 
 
 def _labels(labels: npt.ArrayLike, shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
@@ -113,8 +134,17 @@ def _binary_kl(p: FloatArray, q: FloatArray) -> float:
     return max(0.0, float(np.mean(kl)))
 
 
+def _side(p: FloatArray, y: npt.NDArray[np.bool_]) -> FloatArray:
+    """The probability given to the true side of each (example, label)."""
+    out: FloatArray = np.where(y, p, 1.0 - p)
+    return out
+
+
 def multilabel_metrics(
-    teacher_logits: npt.ArrayLike, student_logits: npt.ArrayLike, labels: npt.ArrayLike
+    teacher_logits: npt.ArrayLike,
+    student_logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    n_bins: int = 10,
 ) -> dict[str, LabelStat | float]:
     """Every multi-label metric, from held-out logits (see the module docstring)."""
     tl = np.asarray(teacher_logits, dtype=np.float64)
@@ -128,8 +158,11 @@ def multilabel_metrics(
     t, s = sigmoid(tl), sigmoid(sl)
     t_pred, s_pred = t >= 0.5, s >= 0.5
     n_labels = y.shape[1]
-    ece_t = [_binary_ece(t[:, k], y[:, k]) for k in range(n_labels)]
-    ece_s = [_binary_ece(s[:, k], y[:, k]) for k in range(n_labels)]
+    ece_t = [_binary_ece(t[:, k], y[:, k], n_bins) for k in range(n_labels)]
+    ece_s = [_binary_ece(s[:, k], y[:, k], n_bins) for k in range(n_labels)]
+    both = (t_pred == y) & (s_pred == y)
+    gap = _side(t, y) - _side(s, y)
+    bias = [float(gap[both[:, k], k].mean()) if both[:, k].any() else None for k in range(n_labels)]
     out: dict[str, LabelStat | float] = {
         "exact_match": float(np.mean(np.all(s_pred == y, axis=1))),
         "teacher_exact_match": float(np.mean(np.all(t_pred == y, axis=1))),
@@ -142,5 +175,8 @@ def multilabel_metrics(
         "ece_teacher": _macro(ece_t),
         "ece_student": _macro(ece_s),
         "ece_gap": _macro([b - a for a, b in zip(ece_t, ece_s, strict=True)]),
+        "conf_mae": _macro([float(np.mean(np.abs(t[:, k] - s[:, k]))) for k in range(n_labels)]),
+        "conf_bias": _macro(bias),
+        "n_both_correct": float(both.sum()),
     }
     return out

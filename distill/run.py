@@ -18,7 +18,9 @@ from .early_exit import EarlyExitModel
 from .evaluate import measure_latency_ms
 from .families import StudentModel
 from .mapping import resolve_mapping
+from .metric_registry import evaluation, per_label_metrics
 from .metrics import softmax
+from .multilabel_metrics import binary_view
 from .plots import confidence_scatter, reliability_diagram, speed_sweep_plot
 from .speed_sweep import speed_sweep
 from .student import build_student
@@ -59,6 +61,8 @@ class DistillResult:
     layer_mapping: list[int] = field(default_factory=list)
     n_train_rows: int = 0  # labelled + transfer + augmented rows trained on
     speed_sweep: list[dict[str, Any]] | None = None  # early-exit students only
+    # multi-label: each label's own metrics on the validation split (label -> metric -> value)
+    per_label: dict[str, dict[str, Any]] | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record of the run (what ``metrics.json`` holds)."""
@@ -77,6 +81,7 @@ class DistillResult:
             },
             "history": [asdict(e) for e in self.history],
             **({"speed_sweep": self.speed_sweep} if self.speed_sweep is not None else {}),
+            **({"per_label": self.per_label} if self.per_label is not None else {}),
             "seconds": round(self.seconds, 3),
             "steps": self.steps,
             "examples_per_second": round(self.examples_seen / max(self.seconds, 1e-9), 3),
@@ -133,19 +138,30 @@ def run_distillation(
         if isinstance(student, EarlyExitModel)
         else None
     )
+    eval_logits = distiller.last_eval_logits.numpy()
+    per_label = None
+    if ctx.splits.multi_label:
+        e = evaluation(
+            ctx.teacher_outputs.eval_logits.numpy(),
+            eval_logits,
+            ctx.eval.labels.numpy(),
+            **m.options(),
+        )
+        per_label = per_label_metrics(e, ctx.splits.label_names)
     return DistillResult(
         metrics=metrics,
         history=trained.history,
         student=student,
         student_info=info,
         ctx=ctx,
-        eval_student_logits=distiller.last_eval_logits.numpy(),
+        eval_student_logits=eval_logits,
         seconds=seconds,
         steps=trained.steps,
         examples_seen=trained.examples_seen,
         layer_mapping=mapping,
         n_train_rows=len(rows),
         speed_sweep=sweep,
+        per_label=per_label,
     )
 
 
@@ -154,9 +170,17 @@ TRIAL_PLOTS = ("reliability", "confidence_scatter", "speed_sweep")
 
 
 def write_plots(result: DistillResult, out_dir: Path, cfg: RunConfig) -> dict[str, Path]:
-    t_probs = softmax(result.ctx.teacher_outputs.eval_logits.numpy())
-    s_probs = softmax(result.eval_student_logits)
+    """The reliability diagram and confidence scatter (a multi-label run's as every
+    (example, label) pair's binary decision, reference side "label applies")."""
+    t_logits = result.ctx.teacher_outputs.eval_logits.numpy()
     labels = result.ctx.eval.labels.numpy()
+    reference = cfg.metrics.reference_class
+    if result.ctx.splits.multi_label:
+        t_probs, flat = binary_view(t_logits, labels)
+        s_probs, _ = binary_view(result.eval_student_logits, labels)
+        labels, reference = flat, 1
+    else:
+        t_probs, s_probs = softmax(t_logits), softmax(result.eval_student_logits)
     out_dir.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Path] = {}
     if result.speed_sweep is not None:
@@ -180,7 +204,7 @@ def write_plots(result: DistillResult, out_dir: Path, cfg: RunConfig) -> dict[st
             s_probs,
             labels,
             out_dir / "confidence_scatter.png",
-            reference_class=cfg.metrics.reference_class,
+            reference_class=reference,
         ),
     }
 
@@ -199,6 +223,8 @@ def write_outputs(
         extra={"metrics": result.metrics, "config": cfg.model_dump(mode="json")},
         onnx=onnx,
         max_length=cfg.data.max_length,
+        pair=result.ctx.splits.is_pair,
+        multi_label=result.ctx.splits.multi_label,
     )
     plots = write_plots(result, out / "plots", cfg)
     summary = result.summary()

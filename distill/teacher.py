@@ -115,6 +115,7 @@ def _load_classifier(
             "id2label": splits.id2label,
             "label2id": splits.label2id,
             "ignore_mismatched_sizes": True,
+            "problem_type": problem_type(splits),
         }
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -123,6 +124,19 @@ def _load_classifier(
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load {role} from {location}: {exc}") from exc
     return model
+
+
+def problem_type(splits: DatasetSplits) -> str:
+    """What a Hugging Face config calls the task: a softmax over classes or a sigmoid per
+    label (``pipeline`` and ``from_pretrained`` read it)."""
+    return "multi_label_classification" if splits.multi_label else "single_label_classification"
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on class ids, or binary cross-entropy per label on a 0/1 matrix."""
+    if labels.dim() == 2:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
+    return torch.nn.functional.cross_entropy(logits.float(), labels)
 
 
 def _load_tokenizer(location: str, *, role: str) -> Any:
@@ -169,7 +183,8 @@ def finetune(
     bf16: bool = True,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> PreTrainedModel:
-    """Plain supervised fine-tuning (cross-entropy), seeded, dynamic padding."""
+    """Plain supervised fine-tuning (cross-entropy; binary cross-entropy per label for
+    multi-label data), seeded, dynamic padding."""
     seed_everything(recipe.seed)
     train = encode(tokenizer, splits.train, max_length)
     pad_id = int(tokenizer.pad_token_id or 0)
@@ -187,8 +202,10 @@ def finetune(
         for batch in train_batches(train, recipe.batch_size, pad_id, gen, group_by_length=True):
             b = batch.to(device)
             with autocast(device, bf16):
-                logits = classifier(b.input_ids, b.attention_mask).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), b.labels)
+                logits = classifier(
+                    b.input_ids, b.attention_mask, frozenset(), b.token_type_ids
+                ).logits
+            loss = task_loss(logits, b.labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -259,4 +276,12 @@ def _check_head(model: PreTrainedModel, splits: DatasetSplits, location: str) ->
         raise ModelError(
             f"teacher at {location} predicts {n} classes but the data has {splits.num_labels} "
             f"({', '.join(splits.label_names)}): use a matching teacher or teacher.finetune: true"
+        )
+    multi = getattr(model.config, "problem_type", None) == "multi_label_classification"
+    if multi != splits.multi_label:
+        want = "multi-label (a sigmoid per label)" if splits.multi_label else "single-label"
+        raise ModelError(
+            f"the data is {want} but the teacher at {location} has problem_type "
+            f"{model.config.problem_type!r}: use a teacher fine-tuned for this task or "
+            "teacher.finetune: true"
         )

@@ -99,7 +99,9 @@ class Distiller:
             t_needs = method.teacher_needs(stage)
             if t_needs:
                 with torch.no_grad():
-                    t_out = ctx.teacher.module(batch.input_ids, batch.attention_mask, t_needs)
+                    t_out = ctx.teacher.module(
+                        batch.input_ids, batch.attention_mask, t_needs, batch.token_type_ids
+                    )
             t_logits = self.train_logits[batch.index].to(ctx.device)
             return method.loss(stage, StepInputs(batch, s_out, t_logits, t_out))
 

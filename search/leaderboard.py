@@ -56,6 +56,7 @@ __all__ = [
 
 METRIC_PREFIX = "metric:"
 SPEED_SWEEP_ATTR = "speed_sweep"  # an early-exit trial's trade-off rows (user attribute)
+PER_LABEL_ATTR = "per_label"  # a multi-label trial's metrics by label (user attribute)
 _BUILTIN_SORT_KEYS = ("number", "duration_s")
 
 

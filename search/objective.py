@@ -20,7 +20,7 @@ from kdsearch.distill.run import TRIAL_PLOTS, run_distillation, write_outputs
 from kdsearch.distill.train import EvalEvent
 
 from .artifacts import probe_writable, upload_trial_outputs
-from .leaderboard import SPEED_SWEEP_ATTR
+from .leaderboard import PER_LABEL_ATTR, SPEED_SWEEP_ATTR
 from .pruning import IntermediateReporter
 from .space import apply_params, sample_params
 from .spec import StudySpec
@@ -138,6 +138,8 @@ class TrialObjective:
         trial.set_user_attr("n_train_rows", result.n_train_rows)
         if result.speed_sweep is not None:
             trial.set_user_attr(SPEED_SWEEP_ATTR, result.speed_sweep)
+        if result.per_label is not None:
+            trial.set_user_attr(PER_LABEL_ATTR, result.per_label)
         for c in self.spec.constraints:
             trial.set_constraint(f"{c.metric}", c.violation(result.metrics.get(c.metric)))
         with tempfile.TemporaryDirectory() as tmp:

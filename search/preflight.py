@@ -31,3 +31,10 @@ def check_study_against_context(spec: StudySpec, ctx: RunContext) -> None:
             f"({', '.join(labels)}, ids 0..{len(labels) - 1}): use a reference class below "
             f"{len(labels)}"
         )
+    decision = spec.metrics.decision_class
+    if decision is not None and decision >= len(labels):
+        raise ConfigError(
+            f"metrics.decision_class: the data has {len(labels)} labels "
+            f"({', '.join(labels)}, ids 0..{len(labels) - 1}): pick the id of the label or "
+            "class the operating thresholds apply to"
+        )

@@ -141,6 +141,13 @@ def speed_sweep(
     return None
 
 
+def spec_thresholds(spec: Any) -> list[float] | None:
+    """The operating thresholds of a stored spec (``metrics.decision_thresholds``)."""
+    metrics = spec.get("metrics") if isinstance(spec, dict) else None
+    found = metrics.get("decision_thresholds") if isinstance(metrics, dict) else None
+    return [float(t) for t in found] if isinstance(found, list) else None
+
+
 def spec_kappa(spec: Any) -> float | None:
     """kappa of a stored spec: the tightest ``max`` of its ``conf_sigma`` constraints."""
     constraints = spec.get("constraints") if isinstance(spec, dict) else None
@@ -349,7 +356,14 @@ def build_report(
         importances=[
             param_importances(trials, m, objective_metrics()[m]) for m in IMPORTANCE_METRICS
         ],
-        verdict=judge(trials, best, kappa, teacher, held_out(best.number, final) if best else None),
+        verdict=judge(
+            trials,
+            best,
+            kappa,
+            teacher,
+            held_out(best.number, final) if best else None,
+            spec_thresholds(spec),
+        ),
         generated_at=(now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M:%S UTC"),
         speed_sweep=speed_sweep(trials, rows, best, engine, store, study.study_name),
     )

@@ -41,6 +41,7 @@ class HeldOut:
     teacher_accuracy: float | None
     basis: str
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    decision_flip_rate: float | None = None
 
     def shown(self, name: str) -> str:
         value = getattr(self, name)
@@ -75,6 +76,7 @@ def held_out(number: int, final: Mapping[str, Any] | None) -> HeldOut | None:
         accuracy=number_or_none(source.get("accuracy")),
         conf_sigma=number_or_none(source.get("conf_sigma")),
         teacher_accuracy=number_or_none(source.get("teacher_accuracy")),
+        decision_flip_rate=number_or_none(source.get("decision_flip_rate")),
         basis=basis,
         intervals={k: (float(v["low"]), float(v["high"])) for k, v in ci.items()},
     )
@@ -150,15 +152,33 @@ def _cost(
     return out
 
 
+def _flips(
+    best: FrozenTrial, test: HeldOut | None, thresholds: Sequence[float] | None
+) -> list[str]:
+    """What the student's scores would do at the operating thresholds."""
+    rate, where = metric(best, "decision_flip_rate"), "validation"
+    if test is not None and test.decision_flip_rate is not None:
+        rate, where = test.decision_flip_rate, "the test rows"
+    if rate is None:
+        return []
+    at = ", ".join(f"{t:g}" for t in thresholds) if thresholds else "the operating thresholds"
+    return [
+        f"decision_flip_rate = {rate:.4f} on {where}: at the thresholds {at}, the student "
+        f"would route {rate * 100:.1f}% of items to a different band than the teacher."
+    ]
+
+
 def judge(
     trials: Sequence[FrozenTrial],
     best: FrozenTrial | None,
     kappa: float | None,
     teacher_accuracy: float | None,
     test: HeldOut | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> Verdict:
     """The verdict on ``best`` (the recommended trial, or None) against ``kappa``: on its
-    held-out ``test`` numbers when given, else on its validation numbers."""
+    held-out ``test`` numbers when given, else on its validation numbers. ``thresholds``:
+    the study's operating thresholds, for the decision-flip sentence."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     others = _others(trials)
     if not complete:
@@ -268,4 +288,5 @@ def judge(
         cost = [
             f"On validation: {c[0].lower()}{c[1:]}" if i == 0 else c for i, c in enumerate(cost)
         ]
-    return Verdict(state, headline, [*first, *cost, *extra, *counts])
+    flips = _flips(best, test, thresholds)
+    return Verdict(state, headline, [*first, *cost, *flips, *extra, *counts])

@@ -335,6 +335,7 @@ def check_family_method_pairs(spec: StudySpec) -> None:
         try:
             RunConfig.model_validate(
                 {
+                    "data": spec.data.model_dump(),  # e.g. multi-label data refuses early exits
                     "student": {**student, "family": family, **shape},
                     "distill": {"method": method},
                 }
@@ -342,7 +343,8 @@ def check_family_method_pairs(spec: StudySpec) -> None:
         except ValidationError as exc:
             why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             at = f" of {depth} layers (search_space.student_layers)" if shape else ""
+            data = " on multi-label data" if spec.data.multi_label else ""
             raise ValueError(
                 f"search_space.method: method {method!r} cannot run with student family "
-                f"{family!r}{at}: {why}"
+                f"{family!r}{at}{data}: {why}"
             ) from None

@@ -1,4 +1,4 @@
-"""``kdsearch distill``, ``kdsearch teacher`` and ``kdsearch data fetch``."""
+"""``kdsearch distill``, ``kdsearch teacher``, ``kdsearch data fetch`` and ``data examples``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ def register(sub: Any) -> None:
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = dsub.add_parser("fetch", help="fetch the builtin datasets' source archives")
     f.set_defaults(handler=cmd_data_fetch)
+    e = dsub.add_parser(
+        "examples",
+        help="write pairs.csv (a sentence-pair task) and multilabel.csv (a multi-label task) "
+        "built from the builtin rotten tomatoes corpus",
+    )
+    e.add_argument("folder", type=Path, help="where to write the two CSV files")
+    e.add_argument("--rows", type=int, default=2000, help="rows per file (default 2000)")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(handler=cmd_data_examples)
 
 
 @contextmanager
@@ -105,4 +114,15 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
     for path in fetch_datasets():
         print(path)
+    return 0
+
+
+def cmd_data_examples(args: argparse.Namespace) -> int:
+    from kdsearch.distill.errors import ConfigError
+    from kdsearch.distill.example_tasks import write_examples
+
+    if not 10 <= args.rows <= 5000:
+        raise ConfigError(f"--rows must be between 10 and 5000 (got {args.rows})")
+    for name, path in write_examples(args.folder, args.rows, args.seed).items():
+        print(f"{name}: {path}")
     return 0

@@ -126,6 +126,11 @@ class TrialPage(BaseModel):
 class TrialDetail(TrialRow):
     constraints: dict[str, float]
     config: dict[str, Any] | None  # the RunConfig this trial trained with
+    per_label: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="multi-label studies: each label's own metrics on the validation split "
+        "(the trial's metrics are their macro averages)",
+    )
     plots: dict[str, str]
     checkpoint: str | None
 

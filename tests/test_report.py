@@ -225,6 +225,11 @@ def test_a_tighter_kappa_turns_the_verdict(studied: Studied) -> None:
         f"{best.number} has conf_sigma = {test_sigma:.4f} > κ = {sigmas[0] / 2:g}."
     )
     assert f"No completed trial has conf_sigma ≤ κ = {sigmas[0] / 2:g}." in tight.verdict.details
+    flips = run.results["test"][str(best.number)]["decision_flip_rate"]
+    assert (
+        f"decision_flip_rate = {flips:.4f} on the test rows: at the thresholds 0.6, 0.9, the "
+        f"student would route {flips * 100:.1f}% of items to a different band than the teacher."
+    ) in tight.verdict.details
     assert "Confidence is NOT preserved" in render_report(tight)
     spec_report = build_report(studied.study, engine, store)
     assert spec_report.kappa == KAPPA and spec_report.kappa_source == "spec"

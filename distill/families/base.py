@@ -1,6 +1,7 @@
 """The student-family interface: what the loop, the metrics and the exporters rely on.
 
-A student is an ``nn.Module`` whose ``forward(input_ids, attention_mask, needs)`` returns a
+A student is an ``nn.Module`` whose ``forward(input_ids, attention_mask, needs,
+token_type_ids)`` returns a
 :class:`ModelOutputs`: logits always, and the intermediate outputs a distillation method
 asked for in ``needs`` when the family can produce them. Nothing outside a family reads
 Hugging Face output fields. A family also knows its size, how to save and load itself, and
@@ -53,14 +54,20 @@ class ModelOutputs:
 
 
 class LogitsOnly(nn.Module):
-    """``(input_ids, attention_mask) -> logits``: the graph the ONNX exporter traces."""
+    """``(input_ids, attention_mask[, token_type_ids]) -> logits``: the graph the ONNX
+    exporter traces (segment ids for sentence-pair students only)."""
 
     def __init__(self, student: StudentModel) -> None:
         super().__init__()
         self.student = student
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.student(input_ids, attention_mask).logits
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.student(input_ids, attention_mask, frozenset(), token_type_ids).logits
 
 
 class StudentModel(nn.Module, ABC):
@@ -82,6 +89,7 @@ class StudentModel(nn.Module, ABC):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         needs: frozenset[str] = frozenset(),
+        token_type_ids: torch.Tensor | None = None,
     ) -> ModelOutputs: ...
 
     @property

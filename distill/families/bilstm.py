@@ -1,5 +1,8 @@
 """The ``bilstm`` family (Tang et al. 2019): embeddings -> BiLSTM -> ReLU layer -> classifier.
 
+Sentence pairs go through the one (shared) BiLSTM each, and ``[u; v; u*v; |u-v|]`` of the
+two sentence vectors feeds the ReLU layer, as in the paper.
+
 Padding never changes a row's result: the backward direction reads each row reversed within
 its own length, and the features are the final states at each row's last real token. So a
 row scores the same alone or in any batch, in torch and in the ONNX export alike.
@@ -12,7 +15,6 @@ from pydantic import Field
 from torch import nn
 
 from ._native import NativeOptions, NativeStudent
-from .base import ModelOutputs
 from .registry import register_family
 
 
@@ -46,9 +48,14 @@ class BiLSTMStudent(NativeStudent):
     options_model = BiLSTMOptions
 
     def __init__(
-        self, options: BiLSTMOptions, vocab_size: int, num_labels: int, pad_id: int
+        self,
+        options: BiLSTMOptions,
+        vocab_size: int,
+        num_labels: int,
+        pad_id: int,
+        pair: bool = False,
     ) -> None:
-        super().__init__(options, vocab_size, num_labels, pad_id)
+        super().__init__(options, vocab_size, num_labels, pad_id, pair)
         o = options
         self.embedding = nn.Embedding(vocab_size, o.embedding_dim, padding_idx=pad_id)
         directions = 2 if o.bidirectional else 1
@@ -61,7 +68,7 @@ class BiLSTMStudent(NativeStudent):
                 self.backward_layers.append(nn.LSTM(width, o.hidden_size, batch_first=True))
             width = directions * o.hidden_size
         self.dropout = nn.Dropout(o.dropout)
-        self.fc = nn.Linear(width, o.fc_size)
+        self.fc = nn.Linear(self.feature_width(width), o.fc_size)
         self.classifier = nn.Linear(o.fc_size, num_labels)
 
     @property
@@ -72,12 +79,8 @@ class BiLSTMStudent(NativeStudent):
     def hidden_size(self) -> int:
         return int(self.options.hidden_size)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        needs: frozenset[str] = frozenset(),
-    ) -> ModelOutputs:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The final states at each row's last real token, both directions: (B, width)."""
         lengths = attention_mask.sum(1).clamp_min(1)
         last = lengths - 1
         x = self.dropout(self._masked_embeddings(self.embedding, input_ids, attention_mask))
@@ -91,5 +94,7 @@ class BiLSTMStudent(NativeStudent):
                 features.append(at_position(out_b, last))
                 outputs.append(reverse_within_length(out_b, lengths))
             x = self.dropout(torch.cat(outputs, dim=-1))
-        pooled = self.dropout(torch.relu(self.fc(torch.cat(features, dim=-1))))
-        return ModelOutputs(self.classifier(pooled))
+        return torch.cat(features, dim=-1)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.relu(self.fc(features))))

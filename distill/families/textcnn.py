@@ -1,7 +1,8 @@
 """The ``textcnn`` family (Kim 2014): embeddings -> parallel 1-D convolutions -> max-pool.
 
 Each kernel slides over the zero-padded sequence; windows that only cover padding are
-dropped before the max, so a row scores the same alone or in any batch.
+dropped before the max, so a row scores the same alone or in any batch. Sentence pairs are
+encoded by the same convolutions each, and ``[u; v; u*v; |u-v|]`` feeds the classifier.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from ._native import NativeOptions, NativeStudent
-from .base import ModelOutputs
 from .registry import register_family
 
 
@@ -36,27 +36,30 @@ class TextCNNStudent(NativeStudent):
     options_model = TextCNNOptions
 
     def __init__(
-        self, options: TextCNNOptions, vocab_size: int, num_labels: int, pad_id: int
+        self,
+        options: TextCNNOptions,
+        vocab_size: int,
+        num_labels: int,
+        pad_id: int,
+        pair: bool = False,
     ) -> None:
-        super().__init__(options, vocab_size, num_labels, pad_id)
+        super().__init__(options, vocab_size, num_labels, pad_id, pair)
         o = options
         self.embedding = nn.Embedding(vocab_size, o.embedding_dim, padding_idx=pad_id)
         self.convs = nn.ModuleList(
             nn.Conv1d(o.embedding_dim, o.channels, k, padding=k - 1) for k in o.kernel_sizes
         )
         self.dropout = nn.Dropout(o.dropout)
-        self.classifier = nn.Linear(o.channels * len(o.kernel_sizes), num_labels)
+        self.classifier = nn.Linear(
+            self.feature_width(o.channels * len(o.kernel_sizes)), num_labels
+        )
 
     @property
     def hidden_size(self) -> int:
         return int(self.options.channels * len(self.options.kernel_sizes))
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        needs: frozenset[str] = frozenset(),
-    ) -> ModelOutputs:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each kernel's max-pooled channels, concatenated: (B, channels * kernels)."""
         lengths = attention_mask.sum(1, keepdim=True).clamp_min(1)  # (B, 1)
         x = self._masked_embeddings(self.embedding, input_ids, attention_mask).transpose(1, 2)
         pooled = []
@@ -66,4 +69,7 @@ class TextCNNStudent(NativeStudent):
             valid = (positions <= lengths + (k - 2)).unsqueeze(1).to(out.dtype)
             # ReLU outputs are >= 0, so zeroing the padding-only windows leaves the max intact
             pooled.append((out * valid).amax(dim=2))
-        return ModelOutputs(self.classifier(self.dropout(torch.cat(pooled, dim=1))))
+        return torch.cat(pooled, dim=1)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(features))

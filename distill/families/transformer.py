@@ -46,11 +46,16 @@ class HFClassifier(StudentModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         needs: frozenset[str] = frozenset(),
+        token_type_ids: torch.Tensor | None = None,
     ) -> ModelOutputs:
         hidden, attn = HIDDEN_STATES in needs, ATTENTIONS in needs
+        segments = {}
+        if token_type_ids is not None and self.takes_segments():
+            segments["token_type_ids"] = token_type_ids
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
+            **segments,
             output_hidden_states=hidden,
             output_attentions=attn,
         )
@@ -59,6 +64,10 @@ class HFClassifier(StudentModel):
             tuple(out.hidden_states) if hidden else None,
             tuple(out.attentions) if attn else None,
         )
+
+    def takes_segments(self) -> bool:
+        """Whether the model has segment (token type) embeddings to feed pairs into."""
+        return int(getattr(self.model.config, "type_vocab_size", 0) or 0) >= 2
 
     @property
     def num_layers(self) -> int:
@@ -117,6 +126,8 @@ class HFClassifier(StudentModel):
             model = pretrained_student(cfg, teacher, splits)
         model.config.id2label = splits.id2label
         model.config.label2id = splits.label2id
+        if splits.multi_label:
+            model.config.problem_type = "multi_label_classification"
         return cls(model), info
 
 
@@ -164,6 +175,8 @@ def truncate_teacher(teacher: PreTrainedModel, keep: list[int]) -> PreTrainedMod
 
 def fresh_student(cfg: StudentConfig, teacher: Teacher, splits: DatasetSplits) -> PreTrainedModel:
     """A new BERT of the given shape; embeddings copied from the teacher when widths agree."""
+    from ..teacher import problem_type
+
     tcfg = teacher.model.config
     config = AutoConfig.for_model(
         "bert",
@@ -178,6 +191,7 @@ def fresh_student(cfg: StudentConfig, teacher: Teacher, splits: DatasetSplits) -
         num_labels=splits.num_labels,
         id2label=splits.id2label,
         label2id=splits.label2id,
+        problem_type=problem_type(splits),
     )
     student = AutoModelForSequenceClassification.from_config(config)
     if cfg.hidden_size == teacher.hidden_size:
@@ -190,7 +204,7 @@ def fresh_student(cfg: StudentConfig, teacher: Teacher, splits: DatasetSplits) -
 def pretrained_student(
     cfg: StudentConfig, teacher: Teacher, splits: DatasetSplits
 ) -> PreTrainedModel:
-    from ..teacher import resolve_model_location
+    from ..teacher import problem_type, resolve_model_location
 
     assert cfg.path is not None
     location = resolve_model_location(cfg.path, role="student.path")
@@ -202,6 +216,7 @@ def pretrained_student(
             label2id=splits.label2id,
             ignore_mismatched_sizes=True,
             trust_remote_code=False,
+            problem_type=problem_type(splits),
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load student from {location}: {exc}") from exc

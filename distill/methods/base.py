@@ -86,7 +86,7 @@ class DistillationMethod(ABC):
     ) -> ModelOutputs:
         """The student's training-time forward pass (a method may run a different model,
         e.g. BERT-of-Theseus's mix of successor and predecessor modules)."""
-        return student(batch.input_ids, batch.attention_mask, needs)
+        return student(batch.input_ids, batch.attention_mask, needs, batch.token_type_ids)
 
     @abstractmethod
     def loss(self, stage: Stage, step: StepInputs) -> torch.Tensor: ...

@@ -87,6 +87,12 @@ class EarlyExit(DistillationMethod):
                 "distill.method 'early_exit' adds an exit after every transformer layer: it "
                 f"needs student.family transformer (got {cfg.student.family})"
             )
+        if cfg.data.multi_label:
+            raise ConfigError(
+                "distill.method 'early_exit' exits on the entropy of a softmax over classes; "
+                "multi-label data (a sigmoid per label) has no such uncertainty: use "
+                "distill.method kd or theseus"
+            )
         if cfg.student.kind != "pretrained" and cfg.student.num_layers < 2:
             raise ConfigError(
                 "distill.method 'early_exit' needs a student with at least 2 layers "

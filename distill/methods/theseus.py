@@ -135,7 +135,7 @@ class Theseus(DistillationMethod):
         self, stage: Stage, student: StudentModel, batch: Batch, needs: frozenset[str]
     ) -> ModelOutputs:
         if stage.name != REPLACE or not student.training:
-            return student(batch.input_ids, batch.attention_mask, needs)
+            return student(batch.input_ids, batch.attention_mask, needs, batch.token_type_ids)
         p = self.probability()
         self.steps += 1
         draws = torch.rand(len(self.groups), generator=self.generator) < p
@@ -155,7 +155,7 @@ class Theseus(DistillationMethod):
                 layers.extend(self.predecessor[j] for j in group)
         self.encoder.layer = nn.ModuleList(layers)
         try:
-            return student(batch.input_ids, batch.attention_mask, needs)
+            return student(batch.input_ids, batch.attention_mask, needs, batch.token_type_ids)
         finally:
             self.encoder.layer = self.successor
 

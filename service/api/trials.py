@@ -11,7 +11,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from kdsearch.search import tables
-from kdsearch.search.leaderboard import best_first, pareto_front, trial_row
+from kdsearch.search.leaderboard import PER_LABEL_ATTR, best_first, pareto_front, trial_row
 
 from ..deps import Run, ServiceState, State, load_study, principal_from, run_for
 from ..schemas import TrialDetail, TrialPage, json_safe
@@ -121,6 +121,7 @@ def get_trial(state: State, run: Run, number: int) -> TrialDetail:
         **json_safe(trial_row(trial, front, run.results)),
         constraints=json_safe(dict(trial.constraints)),
         config=json_safe(trial.user_attrs.get("config")),
+        per_label=json_safe(trial.user_attrs.get(PER_LABEL_ATTR)),
         plots=plots,
         checkpoint=f"{base}/checkpoint?trial={number}" if has_ckpt else None,
     )
