@@ -83,6 +83,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/families.py --write bench/RESULTS.md
 	$(BIN)/python bench/honest_numbers.py --write bench/RESULTS.md
 	$(BIN)/python bench/methods.py --write bench/RESULTS.md
+	$(BIN)/python bench/tasks.py --threads 1 --write bench/RESULTS.md
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/distill_throughput.py --n-train 128 --student-layers 2 --case pred inter
@@ -95,6 +96,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/families.py --quick
 	$(BIN)/python bench/methods.py --quick
 	$(BIN)/python bench/honest_numbers.py --quick
+	$(BIN)/python bench/tasks.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

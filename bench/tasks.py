@@ -10,8 +10,8 @@ Both tasks are built offline from the builtin rotten tomatoes corpus by
   (``rotten``, ``fresh``, ``plot``); ``decision_flip_rate`` is taken on ``rotten``, the label
   a moderation-like team would act on.
 
-For each task the builtin MiniLM-L6 teacher is fine-tuned once (the project's default
-recipe, cached under ``$KDSEARCH_HOME``), then:
+For each task the builtin MiniLM-L6 teacher is fine-tuned once (3 epochs at lr 1e-4, cached
+under ``$KDSEARCH_HOME``), then:
 
 - the **default recipe**: a 2-layer truncated student with the project's defaults (T 2,
   alpha 0.5, KL, 3 epochs at lr 1e-4), once per ``--seeds`` entry, scored on the test rows;
@@ -81,6 +81,10 @@ def tasks() -> dict[str, tuple[Callable[[int, int], list[dict[str, str]]], dict[
     }
 
 
+# the corpus has 1,097 plot summaries: a multi-label file of more rows runs out of them
+MAX_ROWS = {"multilabel": 3000}
+
+
 def make_spec(
     args: argparse.Namespace, source: Path, fields: dict[str, Any], decision: int, name: str
 ) -> StudySpec:
@@ -95,7 +99,9 @@ def make_spec(
                 "max_test": args.max_test,
                 "max_length": 96,
             },
-            "teacher": {"model": "builtin:minilm-l6"},  # the project's default recipe
+            # the builtin teacher, fine-tuned 3 epochs at lr 1e-4 (the default 2 at 5e-5
+            # leaves the pair task's teacher near 0.6)
+            "teacher": {"model": "builtin:minilm-l6", "recipe": {"epochs": 3.0, "lr": 1e-4}},
             "student": {"kind": "truncate", "num_layers": 2},
             "training": {"eval_every_steps": 10**9, "device": "cpu"},
             "metrics": {
@@ -109,7 +115,7 @@ def make_spec(
             "n_trials": args.trials,
             "sampler": "tpe",
             "pruner": {"name": "none"},
-            "keep": {"policy": "best", "onnx": False},
+            "keep": {"policy": "top_k", "k": 1, "onnx": False},
             "confirm": {"seeds": args.confirm_seeds, "top_k": 0},
             "seed": 0,
         }
@@ -191,11 +197,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3 trials, 2 seeds, small data")
     p.add_argument("--tasks", nargs="+", default=list(tasks()), choices=list(tasks()))
-    p.add_argument("--trials", type=int, default=12, help="trials of each tuning study")
+    p.add_argument("--trials", type=int, default=8, help="trials of each tuning study")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default-recipe seeds")
     p.add_argument("--confirm-seeds", type=int, default=3, help="fresh seeds for the pick")
-    p.add_argument("--rows", type=int, default=3000, help="rows built per task")
-    p.add_argument("--max-train", type=int, default=1500)
+    p.add_argument("--rows", type=int, default=5000, help="rows built per task")
+    p.add_argument("--max-train", type=int, default=2400)
     p.add_argument("--max-eval", type=int, default=400)
     p.add_argument("--max-test", type=int, default=600)
     p.add_argument("--threads", type=int, help="torch threads (1 helps on a busy CPU)")
@@ -221,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp_name)
         for name in args.tasks:
             build, fields, decision = tasks()[name]
-            source = write_csv(build(args.rows, 0), tmp / f"{name}.csv")
+            n_rows = min(args.rows, MAX_ROWS.get(name, args.rows))
+            source = write_csv(build(n_rows, 0), tmp / f"{name}.csv")
             spec = make_spec(args, source, fields, decision, name)
             started = time.perf_counter()
             ctx = prepare_context(build_run_config(spec, {}))

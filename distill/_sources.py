@@ -1,8 +1,9 @@
 """Data sources: the builtin corpora, CSV/JSONL files and the hub, as texts and label ids.
 
 :func:`load_source` dispatches on the ``data.source`` scheme (``builtin:``, ``csv:``,
-``jsonl:``, ``hub:``); every source returns texts, integer label ids ``0..C-1`` and the label
-names.
+``jsonl:``, ``hub:``); every source returns a :class:`Loaded`: texts (and second texts for
+sentence pairs), label ids ``0..C-1`` (or 0/1 tuples for multi-label data, see
+``distill._labels``) and the label names.
 """
 
 from __future__ import annotations

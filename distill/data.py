@@ -1,7 +1,9 @@
 """Datasets: read labelled texts from a builtin corpus, a CSV/JSONL file or the hub, and split them.
 
-Every source ends up as texts with integer label ids ``0..C-1`` and a list of label names.
-The split into train and validation is stratified by label and fully determined by
+Every source ends up as texts (with a second text each for sentence pairs) with integer
+label ids ``0..C-1`` (a 0/1 tuple per row for multi-label data) and a list of label names.
+The split into train and validation is stratified by label (by label set for multi-label
+data) and fully determined by
 ``DataConfig`` (seed included), and :meth:`DatasetSplits.fingerprint` hashes the exact
 content so fine-tuned teachers and teacher outputs can be cached by it. The readers for
 each source live in ``distill._sources`` (builtin corpora, hub) and ``distill._files``

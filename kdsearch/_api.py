@@ -68,8 +68,10 @@ def distill_one(
 def load_student(path: str | Path) -> tuple[Any, Any]:
     """A saved student and its tokenizer, from a checkpoint folder or the ``.tar.gz`` the
     REST API serves (safetensors only; nothing in the files is executed). The model is a
-    ``torch.nn.Module`` of the student's family, in eval mode; ``kdsearch predict FOLDER
-    TEXT...`` classifies texts with it from the command line.
+    ``torch.nn.Module`` of the student's family, in eval mode, called as
+    ``model(input_ids, attention_mask)`` (a sentence-pair student also takes the tokenizer's
+    ``token_type_ids``: ``model(input_ids, attention_mask, frozenset(), token_type_ids)``);
+    ``kdsearch predict FOLDER TEXT...`` classifies texts with it from the command line.
 
     >>> import kdsearch, tempfile
     >>> out = tempfile.mkdtemp()

@@ -121,8 +121,8 @@ def cmd_data_examples(args: argparse.Namespace) -> int:
     from kdsearch.distill.errors import ConfigError
     from kdsearch.distill.example_tasks import write_examples
 
-    if not 10 <= args.rows <= 5000:
-        raise ConfigError(f"--rows must be between 10 and 5000 (got {args.rows})")
+    if not 10 <= args.rows <= 3000:  # the corpus has 1,097 plot summaries to draw on
+        raise ConfigError(f"--rows must be between 10 and 3000 (got {args.rows})")
     for name, path in write_examples(args.folder, args.rows, args.seed).items():
         print(f"{name}: {path}")
     return 0

@@ -125,3 +125,23 @@ def test_usage_error_without_arguments() -> None:
     proc = run_cli()
     assert proc.returncode == 2
     assert "usage: kdsearch" in proc.stderr
+
+
+def test_data_examples_writes_a_pair_and_a_multilabel_task(tmp_path: Path) -> None:
+    import csv
+
+    proc = run_cli("data", "examples", str(tmp_path / "ex"), "--rows", "40")
+    assert proc.returncode == 0, proc.stderr
+    with (tmp_path / "ex" / "pairs.csv").open() as fh:
+        pairs = list(csv.DictReader(fh))
+    with (tmp_path / "ex" / "multilabel.csv").open() as fh:
+        posts = list(csv.DictReader(fh))
+    assert len(pairs) == len(posts) == 40
+    assert {r["label"] for r in pairs} == {"entailment", "contradiction"}
+    assert all(r["text"] and r["text_pair"] for r in pairs)
+    assert set(posts[0]) == {"text", "rotten", "fresh", "plot"}
+    assert all({r[k] for k in ("rotten", "fresh", "plot")} <= {"0", "1"} for r in posts)
+    assert all(any(r[k] == "1" for k in ("rotten", "fresh", "plot")) for r in posts)
+    bad = run_cli("data", "examples", str(tmp_path / "ex"), "--rows", "9000")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--rows must be between 10 and 3000 (got 9000)" in bad.stderr
