@@ -146,8 +146,6 @@ class DataConfig(_Strict):
             )
         if pair and self.text_pair_field == self.text_field:
             raise ValueError("data.text_pair_field must differ from data.text_field")
-        if (pair or self.multi_label) and self.source == "builtin:vader_tweets":
-            raise ValueError("builtin:vader_tweets is single-label, single-text data")
         if self.multi_label and self.source.startswith("builtin:"):
             raise ValueError(
                 f"{self.source} is single-label data; multi-label needs a csv:, jsonl: or "

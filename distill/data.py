@@ -89,7 +89,7 @@ class DatasetSplits:
     @property
     def is_pair(self) -> bool:
         """Sentence-pair rows (each has a second text)."""
-        return any(ex.text_pair is not None for ex in self.train[:1])
+        return bool(self.train) and self.train[0].text_pair is not None
 
     @property
     def id2label(self) -> dict[int, str]:

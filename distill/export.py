@@ -43,7 +43,7 @@ def probe_batch(tokenizer: Any, max_length: int, pair: bool = False) -> dict[str
     seconds = ["and a second text, longer than the first", "short"]
     rows = [Example(t, 0, s if pair else None) for t, s in zip(texts, seconds, strict=True)]
     batch = collate(encode(tokenizer, rows, max_length), [0, 1], int(tokenizer.pad_token_id or 0))
-    return {name: value for name, value in batch.model_inputs().items()}
+    return batch.model_inputs()
 
 
 def export_onnx(

@@ -49,7 +49,7 @@ from .metrics import (
     softmax,
     spearman,
 )
-from .multilabel_metrics import LabelStat, multilabel_metrics, sigmoid
+from .multilabel_metrics import LabelStat, check_labels, multilabel_metrics, sigmoid
 
 __all__ = [
     "Evaluation",
@@ -262,12 +262,7 @@ def evaluation(
     _check_pair(tl, sl, "teacher_logits", "student_logits")
     _check_bins(ece_bins, ece_mode)
     if multi_label:
-        y = np.asarray(labels)
-        if y.shape != tl.shape or not np.all((y == 0) | (y == 1)):
-            raise ValueError(
-                f"multi-label labels must be a 0/1 matrix of shape {tl.shape}; got {y.shape}"
-            )
-        y = y.astype(np.int64)
+        y = check_labels(labels, tl.shape).astype(np.int64)
     else:
         y = _as_labels(labels, tl.shape[0], tl.shape[1])
     return Evaluation(

@@ -36,6 +36,7 @@ import numpy.typing as npt
 __all__ = [
     "LabelStat",
     "binary_view",
+    "check_labels",
     "multilabel_metrics",
     "per_label_conf_sigma",
     "sigmoid",
@@ -73,7 +74,8 @@ def binary_view(
     return np.stack([1.0 - p, p], axis=1), y
 
 
-def _labels(labels: npt.ArrayLike, shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+def check_labels(labels: npt.ArrayLike, shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    """``labels`` as a boolean (examples x labels) matrix; ValueError unless 0/1 of ``shape``."""
     y = np.asarray(labels)
     if y.shape != shape:
         raise ValueError(f"labels must have shape {shape} (examples x labels), got {y.shape}")
@@ -154,7 +156,7 @@ def multilabel_metrics(
             f"teacher_logits and student_logits must both be (examples x labels), got "
             f"{tl.shape} and {sl.shape}"
         )
-    y = _labels(labels, tl.shape)
+    y = check_labels(labels, tl.shape)
     t, s = sigmoid(tl), sigmoid(sl)
     t_pred, s_pred = t >= 0.5, s >= 0.5
     n_labels = y.shape[1]

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .multilabel_metrics import sigmoid  # numpy only, like this module
+
 ONNX_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -63,7 +65,7 @@ def predictions(
     """One :class:`Prediction` per text from its logits (softmax, or a sigmoid per label
     when ``multi_label``, in float64)."""
     z = np.asarray(logits, dtype=np.float64)
-    probs = 1.0 / (1.0 + np.exp(-z)) if multi_label else softmax(z)
+    probs = sigmoid(z) if multi_label else softmax(z)
     layers = [None] * len(texts) if exit_layers is None else [int(x) for x in exit_layers]
     seconds: list[str | None] = list(pairs) if pairs is not None else [None] * len(texts)
     out = []
