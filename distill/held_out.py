@@ -3,7 +3,8 @@
 A study picks its winners on validation; their validation scores carry the winner's curse.
 The test split (``data.test_fraction``) is never trained on and never seen by a trial, so
 the numbers made here are what a user can trust. Besides the metrics, the per-row facts a
-bootstrap needs are kept: each row's student prediction and reference-class probability.
+bootstrap needs are kept: each row's student prediction and reference-class probability
+(multi-label: each row's 0/1 decision and sigmoid probability per label).
 """
 
 from __future__ import annotations
@@ -11,20 +12,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from .config import RunConfig
 from .context import RunContext
 from .evaluate import exit_metrics, predict_outputs
 from .families import StudentModel
 from .metric_registry import confidence_metrics
 from .metrics import TEST_PREFIX, softmax
+from .multilabel_metrics import sigmoid
 
 
 @dataclass(frozen=True)
 class RowOutcomes:
-    """Per test row: the student's predicted class and its probability of class ``r``."""
+    """Per test row: the student's predicted class and its probability of class ``r``; for
+    multi-label rows, a list per row of each label's decision and probability."""
 
-    pred: list[int]
-    p_ref: list[float]
+    pred: list[Any]
+    p_ref: list[Any]
 
     def as_json(self) -> dict[str, Any]:
         return {"pred": self.pred, "p_ref": self.p_ref}
@@ -47,26 +53,31 @@ def score_on_test(
         **m.options(),
     )
     metrics.update(exit_metrics(layers))
-    if ctx.splits.multi_label:  # no per-row bootstrap for multi-label yet
-        return metrics, RowOutcomes(pred=[], p_ref=[])
-    probs = softmax(logits.numpy())
-    r = m.reference_class
-    rows = RowOutcomes(
-        pred=[int(x) for x in probs.argmax(axis=1)],
-        p_ref=[round(float(x), 7) for x in probs[:, r]],
+    pred, p_ref = _outcomes(logits.numpy(), m.reference_class, ctx.splits.multi_label)
+    return metrics, RowOutcomes(pred=pred, p_ref=p_ref)
+
+
+def _outcomes(
+    logits: npt.NDArray[np.floating[Any]], reference_class: int, multi_label: bool
+) -> tuple[list[Any], list[Any]]:
+    """Per row: (the predicted class, p(reference class)); multi-label: (each label's 0/1
+    decision, each label's sigmoid)."""
+    if multi_label:
+        p = sigmoid(logits)
+        return (p >= 0.5).astype(int).tolist(), np.round(p, 7).tolist()
+    probs = softmax(logits)
+    return (
+        [int(x) for x in probs.argmax(axis=1)],
+        [round(float(x), 7) for x in probs[:, reference_class]],
     )
-    return metrics, rows
 
 
 def teacher_outcomes(ctx: RunContext, reference_class: int) -> dict[str, list[Any]]:
-    """The teacher's row outcomes on the test split, and the labels."""
+    """The teacher's row outcomes on the test split, and the labels (a 0/1 list per row for
+    multi-label data)."""
     split, teacher_logits = ctx.test_rows()
-    probs = softmax(teacher_logits.numpy())
-    return {
-        "labels": [int(x) for x in split.labels.numpy()],
-        "pred": [int(x) for x in probs.argmax(axis=1)],
-        "p_ref": [round(float(x), 7) for x in probs[:, reference_class]],
-    }
+    pred, p_ref = _outcomes(teacher_logits.numpy(), reference_class, ctx.splits.multi_label)
+    return {"labels": split.labels.numpy().astype(int).tolist(), "pred": pred, "p_ref": p_ref}
 
 
 def prefixed(metrics: dict[str, Any]) -> dict[str, Any]:

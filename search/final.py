@@ -277,7 +277,7 @@ def summarize(
 
 def teacher_rows_for(spec: StudySpec, ctx: RunContext) -> dict[str, list[Any]] | None:
     """The teacher's test-row outcomes the bootstrap intervals need; None without a test
-    split, and for multi-label data (its intervals are not computed yet)."""
-    if not ctx.has_test() or ctx.splits.multi_label:
+    split."""
+    if not ctx.has_test():
         return None
     return teacher_outcomes(ctx, spec.metrics.reference_class)

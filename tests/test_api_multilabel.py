@@ -59,6 +59,13 @@ def test_multilabel_study_checkpoint_gives_per_label_scores(server: Server) -> N
             assert m["conf_sigma"] == pytest.approx(sum(sigmas) / len(sigmas))
             f1s = [v["f1_macro"] for v in per.values() if v["f1_macro"] is not None]
             assert m["f1_macro"] == pytest.approx(sum(f1s) / len(f1s))
+        # the trials scored on the test rows carry bootstrap intervals around their numbers
+        scored = [row for row in board if row["test"]]
+        assert scored, board
+        for row in scored:
+            for name in ("accuracy", "conf_sigma"):
+                ci = row["intervals"][name]
+                assert ci["low"] <= row["test"][name] <= ci["high"], (name, row)
         ck = c.get(f"/v1/studies/{sid}/checkpoint")
         assert ck.status_code == 200, ck.text
     archive = server.root / f"{sid}.tar.gz"

@@ -96,6 +96,35 @@ def test_bootstrap_statistic_is_the_metric_definition() -> None:
     )
 
 
+def test_multilabel_bootstrap_is_exact_match_and_the_macro_per_label_sigma() -> None:
+    """Multi-label rows: the statistics are distill.multilabel_metrics' exact match and
+    macro conf_sigma; a label with no both-right rows is skipped, not averaged in as 0."""
+    from kdsearch.distill.multilabel_metrics import per_label_conf_sigma
+
+    rng = np.random.default_rng(11)
+    n = 400
+    y = rng.integers(0, 2, size=(n, 3))
+    y[:, 2] = 1  # label 2 always applies ...
+    t_p = np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.05, (n, 3))
+    s_p = t_p - rng.normal(0, [0.05, 0.15, 0.1], (n, 3))
+    s_p[:, 2] = 0.1  # ... and the student never predicts it: label 2's sigma is undefined
+    t_pred, s_pred = (t_p >= 0.5).astype(int), (s_p >= 0.5).astype(int)
+    point = per_label_conf_sigma(t_p, s_p, y.astype(bool))
+    assert point.per_label[2] is None and point.macro is not None
+    ci = bootstrap_metrics(y, t_pred, t_p, [s_pred], [s_p], resamples=3000)
+    mid = (ci["conf_sigma"].low + ci["conf_sigma"].high) / 2
+    assert abs(mid - point.macro) < 0.01
+    assert ci["accuracy"].high == 0.0  # label 2 is always wrong: no exact match anywhere
+    # exact match, not the per-label hit rate: with label 2 predicted too, some rows match
+    s_pred[:, 2] = 1
+    exact = float(np.mean(np.all(s_pred == y, axis=1)))
+    ci = bootstrap_metrics(y, t_pred, t_p, [s_pred], [s_p], resamples=3000)
+    assert ci["accuracy"].low < exact < ci["accuracy"].high
+    assert ci["accuracy"].high < float(np.mean(s_pred == y))
+    with pytest.raises(ValueError, match="shape"):
+        bootstrap_metrics(y, t_pred, t_p, [s_pred[:, :2]], [s_p[:, :2]])
+
+
 # --------------------------------------------------------------------------- jobs
 
 
