@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .calibration import ece
+
 __all__ = [
     "LabelStat",
     "binary_view",
@@ -116,17 +118,9 @@ def _f1(pred: npt.NDArray[np.bool_], y: npt.NDArray[np.bool_]) -> float | None:
 
 
 def _binary_ece(p: FloatArray, y: npt.NDArray[np.bool_], n_bins: int = 10) -> float:
-    pred = p >= 0.5
-    conf = np.where(pred, p, 1.0 - p)
-    correct = (pred == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    total = 0.0
-    for b in range(n_bins):
-        in_bin = idx == b
-        if in_bin.any():
-            total += in_bin.sum() * abs(conf[in_bin].mean() - correct[in_bin].mean())
-    return float(total / len(p))
+    """Top-label ECE of one label's decisions (``p >= 0.5`` predicts it): the two sides as
+    classes, the predicted side first so that a tie at 0.5 predicts the label."""
+    return ece(np.stack([p, 1.0 - p], axis=1), (~y).astype(np.int64), n_bins=n_bins)
 
 
 def _binary_kl(p: FloatArray, q: FloatArray) -> float:
