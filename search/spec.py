@@ -50,8 +50,16 @@ def _check_metric(v: str) -> str:
 
 
 class Objective(_Strict):
-    metric: str
-    direction: Literal["maximize", "minimize"] | None = None  # None: the metric's natural one
+    metric: str = Field(
+        description="the metric to optimise (docs/metrics.md), scored on the validation split; "
+        "an undefined value (e.g. conf_sigma with fewer than 2 rows both models get right) "
+        "counts as the metric's worst"
+    )
+    direction: Literal["maximize", "minimize"] | None = Field(
+        default=None,
+        description="which way is better; null: the metric's natural direction (filled in "
+        "when the spec is read)",
+    )
 
     _metric = field_validator("metric")(_check_metric)
 
@@ -63,11 +71,19 @@ class Objective(_Strict):
 
 
 class Constraint(_Strict):
-    """``metric <= max`` and/or ``metric >= min``; e.g. conf_sigma <= kappa."""
+    """``metric <= max`` and/or ``metric >= min`` (at least one bound; ``min <= max``); e.g.
+    conf_sigma <= kappa."""
 
-    metric: str
-    max: float | None = None
-    min: float | None = None
+    metric: str = Field(
+        description="the metric to bound (docs/metrics.md), read from the trial's validation "
+        "metrics after training; a trial without a value for it breaks the constraint"
+    )
+    max: float | None = Field(
+        default=None, description="upper bound: the trial needs metric <= max; null: none"
+    )
+    min: float | None = Field(
+        default=None, description="lower bound: the trial needs metric >= min; null: none"
+    )
 
     _metric = field_validator("metric")(_check_metric)
 
@@ -94,45 +110,92 @@ class Constraint(_Strict):
 class PrunerSpec(_Strict):
     """How trials are stopped early (``search.pruning``).
 
-    ``dominance``: stop a trial dominated by ``min_dominating`` finished trials at the same
-    progress (share of its own training budget). ``pareto_rank``: stop it when
-    ``percentile`` % of the finished trials sit in a strictly better non-dominated front at
-    that progress. Both wait for ``min_trials`` peers and for ``warmup_progress`` (and
-    ``warmup_steps`` optimiser steps). ``median``, ``hyperband``, ``successive_halving``:
-    Optuna's pruners, single-objective studies only (a multi-objective study reads
-    ``median`` as ``dominance``). ``auto``: ``median`` for one objective, ``pareto_rank`` for
-    more (on the tabular KD benchmark it kept the front at the same compute where
-    ``dominance`` lost 5 %). ``none``: no pruning.
+    The settings after ``name`` are read by kdsearch's rules, ``dominance`` and
+    ``pareto_rank``, which compare a trial with the finished ones at the same progress (the
+    share of its own training budget done). ``median``, ``hyperband`` and
+    ``successive_halving`` are Optuna's pruners with their own settings, for single-objective
+    studies only: a multi-objective study reads ``median`` as ``dominance`` and refuses the
+    other two.
     """
 
-    name: PrunerName = "auto"
-    min_trials: int = Field(default=4, ge=1)
-    min_dominating: int = Field(default=2, ge=1)
-    percentile: float = Field(default=75.0, gt=0, le=100)
-    warmup_steps: int = Field(default=0, ge=0)
-    warmup_progress: float = Field(default=0.0, ge=0, le=1)
+    name: PrunerName = Field(
+        default="auto",
+        description="the pruner (the pruner table under Samplers and pruners says what each "
+        "does); `auto`: `median` with one objective, `pareto_rank` with several (on the "
+        "tabular KD benchmark it kept the front at the same compute where `dominance` lost "
+        "5 %); `none`: no pruning",
+    )
+    min_trials: int = Field(
+        default=4,
+        ge=1,
+        description="`dominance`, `pareto_rank`: prune nothing until at least this many "
+        "finished (complete or pruned) trials have reached the trial's progress",
+    )
+    min_dominating: int = Field(
+        default=2,
+        ge=1,
+        description="`dominance`: stop a trial that at least this many finished trials "
+        "Pareto-dominate at the same progress",
+    )
+    percentile: float = Field(
+        default=75.0,
+        gt=0,
+        le=100,
+        description="`pareto_rank`: stop a trial when at least this percentage of the finished "
+        "trials sit in a strictly better non-dominated front at the same progress (50: a "
+        "median rule on Pareto ranks)",
+    )
+    warmup_steps: int = Field(
+        default=0,
+        ge=0,
+        description="`dominance`, `pareto_rank`: never prune a trial before this many of its "
+        "optimiser steps",
+    )
+    warmup_progress: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="`dominance`, `pareto_rank`: never prune a trial before this share (0 to "
+        "1) of its training budget is done",
+    )
 
 
 class KeepPolicy(_Strict):
     """Which trials keep their student checkpoint: the Pareto front, or the top k."""
 
-    policy: Literal["pareto", "top_k"] = "pareto"
-    k: int = Field(default=3, ge=1)
-    # every checkpoint also carries model.onnx (a few seconds per trial to export)
-    onnx: bool = True
+    policy: Literal["pareto", "top_k"] = Field(
+        default="pareto",
+        description="`pareto`: the trials on the Pareto front (the unconstrained front while "
+        "no trial meets the constraints); `top_k`: the first `k` trials in the recommendation "
+        "order; the recommended trial always keeps its checkpoint, and at the end only trials "
+        "that kept one are scored on the test split",
+    )
+    k: int = Field(default=3, ge=1, description="how many checkpoints `top_k` keeps")
+    onnx: bool = Field(
+        default=True,
+        description="also export each trial's student to model.onnx in its checkpoint (a few "
+        "seconds per trial); false skips the export",
+    )
 
 
 class ConfirmPolicy(_Strict):
-    """After the search, re-run the winners with fresh seeds so a lucky trial cannot win.
+    """After the search, re-run the winners with fresh seeds so a lucky trial cannot win."""
 
-    ``seeds``: how many re-runs per confirmed trial, each with a training seed the search
-    never used (``seed + 1``, ``seed + 2``, ...); 0 turns confirmation off; unset means 3
-    for studies of 10 trials or more and off below. ``top_k``: besides the recommended
-    trial, confirm the first k other Pareto-front trials in the recommendation order.
-    """
-
-    seeds: int | None = Field(default=None, ge=0, le=20)
-    top_k: int = Field(default=0, ge=0, le=20)
+    seeds: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="re-runs per confirmed trial, each with a training seed the search never "
+        "used (`seed + 1`, `seed + 2`, ...); 0 turns confirmation off; null: 3 for studies of "
+        "10 trials or more, off below",
+    )
+    top_k: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="besides the recommended trial, confirm the first k other Pareto-front "
+        "trials in the recommendation order (those whose checkpoint is kept)",
+    )
 
     def seeds_for(self, n_trials: int) -> int:
         if self.seeds is not None:
@@ -143,12 +206,38 @@ class ConfirmPolicy(_Strict):
 class TrainingDefaults(_Strict):
     """Training settings that are not searched (searched ones come from search_space)."""
 
-    eval_every_steps: int | None = Field(default=None, ge=1)
-    eval_batch_size: int = Field(default=128, ge=1)
-    max_grad_norm: float = Field(default=1.0, gt=0)
-    group_by_length: bool = True
-    device: str = "auto"
-    bf16: bool = True
+    eval_every_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="evaluate on the validation split (and let the pruner decide) every this "
+        "many optimiser steps and at the end of each training stage; null: once per epoch",
+    )
+    eval_batch_size: int = Field(
+        default=128,
+        ge=1,
+        description="rows per batch when evaluating, scoring the test split and timing latency",
+    )
+    max_grad_norm: float = Field(
+        default=1.0,
+        gt=0,
+        description="the gradients' total norm is clipped to this before each optimiser step",
+    )
+    group_by_length: bool = Field(
+        default=True,
+        description="batch training rows of similar length together (less padding); the "
+        "batch order stays random",
+    )
+    device: str = Field(
+        default="auto",
+        description="`auto` (the first visible CUDA device, else the CPU), `cpu`, `cuda` or "
+        "`cuda:N`; a worker started with a device of its own (`kdsearch worker --device`) "
+        "uses that",
+    )
+    bf16: bool = Field(
+        default=True,
+        description="autocast to bfloat16 on CUDA, for training and for the teacher's "
+        "fine-tuning and outputs (ignored on the CPU, which stays float32)",
+    )
 
     @field_validator("device")
     @classmethod
@@ -184,27 +273,89 @@ class StudySpec(_Strict):
       Input should be greater than or equal to 1 ...
     """
 
-    name: str | None = Field(default=None, max_length=120)
-    data: DataConfig = Field(default_factory=DataConfig)
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    training: TrainingDefaults = Field(default_factory=TrainingDefaults)
-    search_space: dict[str, Any] = Field(default_factory=default_space)
+    name: str | None = Field(
+        default=None,
+        max_length=120,
+        description="the study's name, its id in the CLI and in Python; null: `kd-` and a "
+        "random suffix (the REST API always gives a study its own id and keeps this as a label)",
+    )
+    data: DataConfig = Field(
+        default_factory=DataConfig,
+        description="the labelled data, its columns and its train, validation and test splits",
+    )
+    teacher: TeacherConfig = Field(
+        default_factory=TeacherConfig,
+        description="the teacher model and how it is fine-tuned",
+    )
+    student: StudentConfig = Field(
+        default_factory=StudentConfig, description="the student's family and shape"
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="settings of the metrics a trial records"
+    )
+    training: TrainingDefaults = Field(
+        default_factory=TrainingDefaults,
+        description="training settings every trial shares (the searched ones come from "
+        "`search_space`)",
+    )
+    search_space: dict[str, Any] = Field(
+        default_factory=default_space,
+        description="the parameters each trial samples, each fixed, a range or a list of "
+        "choices (see Search space)",
+    )
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(metric="accuracy"), Objective(metric="conf_sigma")],
         min_length=1,
         max_length=4,
+        description="the metrics the search optimises, each at most once; several make a "
+        "multi-objective search for a Pareto front",
     )
-    constraints: list[Constraint] = Field(default_factory=list, max_length=8)
-    n_trials: int = Field(default=20, ge=1, le=10_000)
-    timeout_s: float | None = Field(default=None, gt=0)
-    sampler: SamplerName = "tpe"
-    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-    seed: int = 0
-    keep: KeepPolicy = Field(default_factory=KeepPolicy)
-    confirm: ConfirmPolicy = Field(default_factory=ConfirmPolicy)
-    max_consecutive_failures: int = Field(default=5, ge=1)
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        max_length=8,
+        description="bounds on metrics: a trial that breaks one is never recommended and is "
+        "left off the Pareto front",
+    )
+    n_trials: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="the search's budget in trials; a trial that fails with an error counts, "
+        "one abandoned by a stopped worker or a database outage does not",
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds from the study's creation (time in the queue included) after "
+        "which no new trial starts; running trials finish and the study's end still runs; "
+        "null: no time limit",
+    )
+    sampler: SamplerName = Field(
+        default="tpe",
+        description="how trials choose their parameters (the sampler table under Samplers and "
+        "pruners)",
+    )
+    pruner: PrunerSpec = Field(
+        default_factory=PrunerSpec, description="how unpromising trials are stopped early"
+    )
+    seed: int = Field(
+        default=0,
+        description="seeds the sampler (plus 1000 times the worker's index, so parallel "
+        "workers differ), every trial's training and the bootstrap intervals; confirmation "
+        "re-runs use `seed + 1`, `seed + 2`, ...",
+    )
+    keep: KeepPolicy = Field(
+        default_factory=KeepPolicy, description="which trials keep their student checkpoint"
+    )
+    confirm: ConfirmPolicy = Field(
+        default_factory=ConfirmPolicy,
+        description="re-running the winners with fresh seeds after the search",
+    )
+    max_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        description="the study fails once this many trials in a row have failed with an error",
+    )
 
     @field_validator("search_space")
     @classmethod

@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 WEIGHTS = "model.safetensors"
 
 
+# The option fields every native family has, described once.
+EMBEDDING_DIM_HELP = (
+    "width of the token embeddings, initialised from the teacher's input embeddings "
+    "(projected onto their top principal axes when narrower; at most the teacher's width)"
+)
+TRAIN_EMBEDDINGS_HELP = (
+    "train the embedding table; false keeps it frozen at its teacher-initialised values"
+)
+
+
 class NativeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -14,18 +14,35 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ._native import NativeOptions, NativeStudent
+from ._native import EMBEDDING_DIM_HELP, TRAIN_EMBEDDINGS_HELP, NativeOptions, NativeStudent
 from .registry import register_family
 
 
 class BiLSTMOptions(NativeOptions):
-    embedding_dim: int = Field(default=300, ge=8, le=4096)
-    hidden_size: int = Field(default=300, ge=8, le=4096)
-    layers: int = Field(default=1, ge=1, le=4)
-    bidirectional: bool = True
-    fc_size: int = Field(default=400, ge=8, le=8192)
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    train_embeddings: bool = True
+    embedding_dim: int = Field(default=300, ge=8, le=4096, description=EMBEDDING_DIM_HELP)
+    hidden_size: int = Field(
+        default=300, ge=8, le=4096, description="LSTM units per direction in each layer"
+    )
+    layers: int = Field(default=1, ge=1, le=4, description="stacked LSTM layers")
+    bidirectional: bool = Field(
+        default=True,
+        description="add a backward LSTM to each layer (the text's vector holds both "
+        "directions' final states); false: forward only",
+    )
+    fc_size: int = Field(
+        default=400,
+        ge=8,
+        le=8192,
+        description="width of the ReLU layer between the LSTM and the classifier",
+    )
+    dropout: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="dropout probability on the embeddings, between LSTM layers and before "
+        "the classifier",
+    )
+    train_embeddings: bool = Field(default=True, description=TRAIN_EMBEDDINGS_HELP)
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

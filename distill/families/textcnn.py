@@ -11,16 +11,33 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from ._native import NativeOptions, NativeStudent
+from ._native import EMBEDDING_DIM_HELP, TRAIN_EMBEDDINGS_HELP, NativeOptions, NativeStudent
 from .registry import register_family
 
 
 class TextCNNOptions(NativeOptions):
-    embedding_dim: int = Field(default=300, ge=8, le=4096)
-    kernel_sizes: list[int] = Field(default_factory=lambda: [3, 4, 5], min_length=1, max_length=8)
-    channels: int = Field(default=100, ge=1, le=4096)
-    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
-    train_embeddings: bool = True
+    embedding_dim: int = Field(default=300, ge=8, le=4096, description=EMBEDDING_DIM_HELP)
+    kernel_sizes: list[int] = Field(
+        default_factory=lambda: [3, 4, 5],
+        min_length=1,
+        max_length=8,
+        description="one convolution per entry, each this many tokens wide (1 to 32), "
+        "max-pooled over the text",
+    )
+    channels: int = Field(
+        default=100,
+        ge=1,
+        le=4096,
+        description="output channels of each convolution; the text's vector has "
+        "`channels * len(kernel_sizes)` entries",
+    )
+    dropout: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="dropout probability on the pooled features before the classifier",
+    )
+    train_embeddings: bool = Field(default=True, description=TRAIN_EMBEDDINGS_HELP)
 
     @field_validator("kernel_sizes")
     @classmethod
