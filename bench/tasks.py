@@ -63,10 +63,6 @@ from kdsearch.search.spec import StudySpec  # noqa: E402
 from kdsearch.search.storage import make_engine  # noqa: E402
 from kdsearch.search.worker import Worker, WorkerOptions, default_threads  # noqa: E402
 
-SECTION = "## Sentence pairs and multi-label (`tasks.py`)"
-SECTION_CONSTRAINED = (
-    "## Sentence pairs and multi-label, flips constrained (`tasks.py --flip-constraint`)"
-)
 KEYS = ("accuracy", "conf_sigma", "decision_flip_rate", "teacher_accuracy", "f1_macro")
 SPACE = {
     "temperature": {"low": 1.0, "high": 8.0, "log": True},
@@ -87,6 +83,18 @@ def tasks() -> dict[str, tuple[Callable[[int, int], list[dict[str, str]]], dict[
 
 # the corpus has 1,097 plot summaries: a multi-label file of more rows runs out of them
 MAX_ROWS = {"multilabel": 3000}
+
+
+def section_heading(args: argparse.Namespace) -> str:
+    """The RESULTS.md section a run writes: one per flag set, so a run of some of the tasks
+    leaves the sections of other runs alone."""
+    flags = " --flip-constraint" if args.flip_constraint else ""
+    if set(args.tasks) != set(tasks()):
+        flags += " --tasks " + " ".join(args.tasks)
+    title = "Sentence pairs and multi-label" + (
+        ", flips constrained" if args.flip_constraint else ""
+    )
+    return f"## {title} (`tasks.py{flags}`)"
 
 
 def make_spec(
@@ -282,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     runtime = f"{(time.perf_counter() - t0) / 60:.1f} min"
     date = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    heading = SECTION_CONSTRAINED if args.flip_constraint else SECTION
+    heading = section_heading(args)
     lines = header(heading, where, runtime, argv=argv, date=date)
     lines += ["", *[f"- {s}" for s in setting], ""]
     lines += [
